@@ -1,0 +1,55 @@
+# Haywire: the two commands are `make demo` and `make test`. Both install what is missing
+# (scripts/setup.sh, Debian packages only), build, and build the default guest image.
+
+DEBUG_DIR   ?= build/debug
+RELEASE_DIR ?= build/release
+FUZZ_DIR    ?= build/fuzz
+CMAKE_GEN   := -G Ninja
+FUZZ_SECONDS ?= 60
+
+.PHONY: all setup guest build release test unit integration demo bench fuzz tidy clean
+
+all: build
+
+setup:
+	@./scripts/setup.sh
+
+guest: setup
+	@./scripts/build-guest.sh >/dev/null
+
+# Debug + AddressSanitizer + UndefinedBehaviorSanitizer, warnings as errors: what tests run.
+build: setup
+	@cmake $(CMAKE_GEN) -S . -B $(DEBUG_DIR) -DCMAKE_BUILD_TYPE=Debug -DHAYWIRE_SANITIZE=ON -DHAYWIRE_WERROR=ON >/dev/null
+	@cmake --build $(DEBUG_DIR)
+
+release: setup
+	@cmake $(CMAKE_GEN) -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAYWIRE_WERROR=ON >/dev/null
+	@cmake --build $(RELEASE_DIR)
+
+test: build guest
+	@cd $(DEBUG_DIR) && ctest --output-on-failure --timeout 600
+
+unit: build
+	@cd $(DEBUG_DIR) && ctest --output-on-failure -L unit
+
+integration: build guest
+	@cd $(DEBUG_DIR) && ctest --output-on-failure -L integration
+
+demo: release guest
+	@$(RELEASE_DIR)/apps/haywire/haywire demo
+
+bench: release
+	@./scripts/run-benchmarks.sh $(RELEASE_DIR)
+
+# libFuzzer builds (clang); runs each target for FUZZ_SECONDS.
+fuzz: setup
+	@CC=clang CXX=clang++ cmake $(CMAKE_GEN) -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DHAYWIRE_FUZZ=ON -DHAYWIRE_SANITIZE=ON -DHAYWIRE_BENCH=OFF >/dev/null
+	@cmake --build $(FUZZ_DIR)
+	@./scripts/run-fuzzers.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+tidy: build
+	@run-clang-tidy -p $(DEBUG_DIR) -quiet 'src/|apps/' 2>/dev/null | grep -E 'warning:|error:' || echo "clang-tidy: clean"
+
+clean:
+	rm -rf build

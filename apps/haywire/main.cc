@@ -1,0 +1,59 @@
+// haywire: see inside running virtual machines from the host.
+#include <cstdio>
+
+#include "cli.h"
+
+namespace haywire::cli {
+
+int& exit_code() {
+  static int code = kOk;
+  return code;
+}
+
+int report(const Error& error) {
+  std::fprintf(stderr, "haywire: %s\n", error.message().c_str());
+  return error.is<InvalidArgument>() ? kUsage : kFailed;
+}
+
+void TargetOptions::add_to(CLI::App& app) {
+  app.add_option("name", name, "VM name (as given to `haywire vm up`)");
+  app.add_option("--qmp", qmp, "QMP socket of a QEMU started by hand (instead of NAME)");
+}
+
+void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump().c_str()); }
+
+std::string hex(std::uint64_t value) { return fmt::format("0x{:x}", value); }
+
+std::string human_bytes(std::uint64_t bytes) {
+  if (bytes >= (1ull << 30) && bytes % (1ull << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
+  if (bytes >= (1ull << 20)) return fmt::format("{} MiB", bytes >> 20);
+  if (bytes >= (1ull << 10)) return fmt::format("{} KiB", bytes >> 10);
+  return fmt::format("{} B", bytes);
+}
+
+}  // namespace haywire::cli
+
+int main(int argc, char** argv) {
+  using namespace haywire::cli;
+  CLI::App app{"haywire: see inside running virtual machines from the host"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "haywire 0.1.0");
+  app.footer("Exit codes: 0 success, 1 the operation failed, 2 bad command line.\n"
+             "Run `haywire COMMAND --help` for each command.");
+  register_vm_commands(app);
+  register_mem_commands(app);
+  register_demo_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kUsage;
+  }
+  return exit_code();
+}

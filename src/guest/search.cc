@@ -1,0 +1,58 @@
+#include "haywire/guest/search.h"
+
+#include <cstring>
+#include <string_view>
+
+namespace haywire::guest {
+
+std::vector<PhysAddr> find_all(const GuestRam& ram, std::span<const std::byte> pattern,
+                               std::size_t max_hits) {
+  std::vector<PhysAddr> hits;
+  if (pattern.empty() || max_hits == 0) return hits;
+  const auto file = ram.file_bytes();
+  for (const RamRegion& region : ram.layout().regions()) {
+    const std::byte* base = file.data() + region.file_offset;
+    std::size_t at = 0;
+    while (at + pattern.size() <= region.size) {
+      const void* found = ::memmem(base + at, region.size - at, pattern.data(), pattern.size());
+      if (found == nullptr) break;
+      auto offset = static_cast<std::size_t>(static_cast<const std::byte*>(found) - base);
+      hits.push_back(region.start + offset);
+      if (hits.size() >= max_hits) return hits;
+      at = offset + 1;
+    }
+  }
+  return hits;
+}
+
+std::optional<KernelBanner> find_kernel_banner(const GuestRam& ram) {
+  static constexpr std::string_view kPrefix = "Linux version ";
+  static constexpr std::size_t kMaxBanner = 512;
+  auto prefix = std::as_bytes(std::span(kPrefix.data(), kPrefix.size()));
+  // The prefix also appears in strings that are not the banner (log text, format strings);
+  // the banner is the first one that continues with a version and "(" and ends in a newline.
+  for (PhysAddr hit : find_all(ram, prefix, 64)) {
+    auto view = ram.read_pa(hit, 1);
+    if (!view) continue;
+    std::string text;
+    bool ended = false;
+    for (std::size_t i = 0; i < kMaxBanner; ++i) {
+      auto byte = ram.read_pa(hit + i, 1);
+      if (!byte) break;
+      auto c = static_cast<unsigned char>((*byte)[0]);
+      if (c == '\n' || c == 0) {
+        ended = true;
+        break;
+      }
+      if (c < 0x20 || c > 0x7e) break;
+      text.push_back(static_cast<char>(c));
+    }
+    if (!ended || text.size() < kPrefix.size() + 8) continue;
+    char first = text[kPrefix.size()];
+    if (first < '0' || first > '9' || text.find(" (") == std::string::npos) continue;
+    return KernelBanner{hit, std::move(text)};
+  }
+  return std::nullopt;
+}
+
+}  // namespace haywire::guest

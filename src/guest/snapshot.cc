@@ -1,0 +1,110 @@
+#include "haywire/guest/snapshot.h"
+
+#include <algorithm>
+#include <cstring>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "haywire/base/types.h"
+
+namespace haywire::guest {
+namespace {
+
+// Pages are processed in small batches: the "before" hashes pull the batch into L2, the copy
+// and the "after" hashes then read it from cache, so DRAM sees the source about once.
+constexpr std::uint64_t kBatchPages = 16;
+
+}  // namespace
+
+std::uint64_t page_hash(std::span<const std::byte> page) {
+  return XXH3_64bits(page.data(), page.size());
+}
+
+Snapshot::Snapshot(std::uint64_t size) { resize(size); }
+
+void Snapshot::resize(std::uint64_t size) {
+  if (size == size_ && data_) return;
+  // Value-initialised so that every page of the buffer is faulted in here, not in the copy.
+  data_ = std::make_unique<std::byte[]>(size);
+  size_ = size;
+  hashes_.assign((size + kPageSize - 1) / kPageSize, 0);
+  hashes_valid_ = false;
+}
+
+Result<SnapshotReport> take_snapshot(std::span<const std::byte> source, Snapshot& into,
+                                     const SnapshotOptions& options) {
+  auto start = std::chrono::steady_clock::now();
+  if (source.empty()) return fail(InvalidArgument{"cannot snapshot an empty range"});
+  into.resize(source.size());
+  std::byte* dst = into.data_.get();
+  const std::byte* src = source.data();
+  const std::uint64_t size = source.size();
+  SnapshotReport report;
+
+  if (!options.detect_tears) {
+    std::memcpy(dst, src, size);
+    into.hashes_valid_ = false;
+    report.elapsed = std::chrono::steady_clock::now() - start;
+    return report;
+  }
+
+  const std::uint64_t pages = into.hashes_.size();
+  std::uint64_t* hashes = into.hashes_.data();
+  std::uint64_t before[kBatchPages];
+  auto page_len = [&](std::uint64_t p) { return std::min<std::uint64_t>(kPageSize, size - p * kPageSize); };
+
+  for (std::uint64_t first = 0; first < pages; first += kBatchPages) {
+    const std::uint64_t count = std::min(kBatchPages, pages - first);
+    const std::uint64_t offset = first * kPageSize;
+    const std::uint64_t bytes = std::min<std::uint64_t>(count * kPageSize, size - offset);
+    for (std::uint64_t i = 0; i < count; ++i)
+      before[i] = XXH3_64bits(src + offset + i * kPageSize, page_len(first + i));
+    std::memcpy(dst + offset, src + offset, bytes);
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::uint64_t page = first + i;
+      const std::uint64_t at = page * kPageSize;
+      const std::uint64_t len = page_len(page);
+      std::uint64_t after = XXH3_64bits(src + at, len);
+      if (after == before[i]) {
+        hashes[page] = after;
+        continue;
+      }
+      // Torn: the guest wrote this page while we copied it. Copy it again on its own.
+      ++report.recopied_pages;
+      bool settled = false;
+      for (int attempt = 0; attempt < options.max_retries && !settled; ++attempt) {
+        std::uint64_t h0 = XXH3_64bits(src + at, len);
+        std::memcpy(dst + at, src + at, len);
+        std::uint64_t h1 = XXH3_64bits(src + at, len);
+        if (h0 == h1) {
+          hashes[page] = h1;
+          settled = true;
+        }
+      }
+      if (!settled) {
+        hashes[page] = XXH3_64bits(dst + at, len);
+        report.torn_pages.push_back(page);
+      }
+    }
+  }
+  into.hashes_valid_ = true;
+  report.consistent = report.torn_pages.empty();
+  report.elapsed = std::chrono::steady_clock::now() - start;
+  return report;
+}
+
+Result<std::vector<std::uint64_t>> changed_pages(const Snapshot& before, const Snapshot& after) {
+  if (!before.has_hashes() || !after.has_hashes())
+    return fail(InvalidArgument{"page change detection needs snapshots taken with tear detection"});
+  if (before.size() != after.size())
+    return fail(InvalidArgument{"cannot compare snapshots of different sizes"});
+  std::vector<std::uint64_t> changed;
+  auto a = before.page_hashes();
+  auto b = after.page_hashes();
+  for (std::uint64_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) changed.push_back(i);
+  return changed;
+}
+
+}  // namespace haywire::guest
