@@ -3,6 +3,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 namespace haywire::guest {
@@ -26,8 +30,26 @@ Result<GuestRam> GuestRam::open(const std::string& path, std::optional<std::uint
     if (r.file_offset + r.size > size) return fail(SizeMismatch{path, size, r.file_offset + r.size});
   auto mapping = ReadOnlyMapping::map(*fd, size, path);
   if (!mapping) return std::unexpected(mapping.error());
-  // The descriptor can close now: the mapping keeps the file alive.
-  return GuestRam(path, std::move(*mapping), std::move(layout));
+  return GuestRam(path, std::move(*fd), std::move(*mapping), std::move(layout));
+}
+
+std::vector<FileRange> GuestRam::data_ranges() const {
+  const auto size = static_cast<off_t>(mapping_.size());
+  std::vector<FileRange> ranges;
+  off_t at = 0;
+  while (at < size) {
+    off_t data = ::lseek(fd_.get(), at, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains
+      return {FileRange{0, mapping_.size()}};  // no SEEK_DATA here: treat everything as data
+    }
+    off_t hole = ::lseek(fd_.get(), data, SEEK_HOLE);
+    if (hole < 0 || hole <= data) hole = size;
+    hole = std::min(hole, size);
+    ranges.push_back(FileRange{static_cast<std::uint64_t>(data), static_cast<std::uint64_t>(hole - data)});
+    at = hole;
+  }
+  return ranges;
 }
 
 Result<std::span<const std::byte>> GuestRam::read_pa(PhysAddr addr, std::uint64_t len) const {

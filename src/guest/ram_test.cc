@@ -1,5 +1,9 @@
 #include "haywire/guest/ram.h"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -83,10 +87,20 @@ TEST(GuestRam, ErrorsSayWhatFailed) {
 }
 
 TEST(GuestRam, PermissionDeniedIsReported) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root bypasses file permissions";
   FakeRamFile file(kMiB);
-  ASSERT_EQ(::chmod(file.path().c_str(), 0), 0);
-  EXPECT_TRUE(GuestRam::open(file.path()).error().is<PermissionDenied>());
+  ASSERT_EQ(::chmod(file.path().c_str(), 0600), 0);
+  // Root bypasses file modes, so the check runs in a child that drops to an unprivileged uid.
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    auto ram = GuestRam::open(file.path());
+    ::_exit(!ram.has_value() && ram.error().is<PermissionDenied>() ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(GuestRamDeathTest, WritingThroughTheMappingFaults) {

@@ -1,5 +1,6 @@
 #include "haywire/guest/search.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -10,16 +11,34 @@ std::vector<PhysAddr> find_all(const GuestRam& ram, std::span<const std::byte> p
   std::vector<PhysAddr> hits;
   if (pattern.empty() || max_hits == 0) return hits;
   const auto file = ram.file_bytes();
+  // Holes in the file are zeros and are not read (reading would allocate them). A match can
+  // reach into a hole only with the pattern's leading or trailing zero bytes, so each data
+  // range is widened by exactly that much.
+  std::size_t lead = 0, trail = 0;
+  while (lead < pattern.size() && pattern[lead] == std::byte{0}) ++lead;
+  while (trail < pattern.size() && pattern[pattern.size() - 1 - trail] == std::byte{0}) ++trail;
+  if (lead == pattern.size()) return hits;  // all zeros: every hole matches; not a useful search
+
+  const auto data = ram.data_ranges();
   for (const RamRegion& region : ram.layout().regions()) {
-    const std::byte* base = file.data() + region.file_offset;
-    std::size_t at = 0;
-    while (at + pattern.size() <= region.size) {
-      const void* found = ::memmem(base + at, region.size - at, pattern.data(), pattern.size());
-      if (found == nullptr) break;
-      auto offset = static_cast<std::size_t>(static_cast<const std::byte*>(found) - base);
-      hits.push_back(region.start + offset);
-      if (hits.size() >= max_hits) return hits;
-      at = offset + 1;
+    const std::uint64_t region_end = region.file_offset + region.size;
+    for (const FileRange& range : data) {
+      std::uint64_t from = std::max(region.file_offset, range.offset >= lead ? range.offset - lead : 0);
+      std::uint64_t to = std::min(region_end, range.offset + range.length + trail);
+      if (from >= to) continue;
+      const std::byte* window = file.data() + from;
+      const std::uint64_t window_len = to - from;
+      std::uint64_t at = 0;
+      while (at + pattern.size() <= window_len) {
+        const void* found = ::memmem(window + at, window_len - at, pattern.data(), pattern.size());
+        if (found == nullptr) break;
+        auto offset = static_cast<std::uint64_t>(static_cast<const std::byte*>(found) - window);
+        PhysAddr hit = region.start + (from + offset - region.file_offset);
+        // Widened windows of neighbouring ranges can overlap: report each address once.
+        if (hits.empty() || hits.back() < hit) hits.push_back(hit);
+        if (hits.size() >= max_hits) return hits;
+        at = offset + 1;
+      }
     }
   }
   return hits;

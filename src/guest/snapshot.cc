@@ -32,63 +32,106 @@ void Snapshot::resize(std::uint64_t size) {
   hashes_valid_ = false;
 }
 
+namespace {
+
+// Page index ranges [first, last) that overlap `data`, merged; all pages if `data` is empty.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> data_pages(std::uint64_t pages,
+                                                                std::optional<std::span<const FileRange>> data) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  if (!data) {
+    out.emplace_back(0, pages);
+    return out;
+  }
+  for (const FileRange& r : *data) {
+    if (r.length == 0) continue;
+    std::uint64_t first = std::min(pages, r.offset / kPageSize);
+    std::uint64_t last = std::min(pages, (r.offset + r.length + kPageSize - 1) / kPageSize);
+    if (first >= last) continue;
+    if (!out.empty() && first <= out.back().second) out.back().second = std::max(out.back().second, last);
+    else out.emplace_back(first, last);
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<SnapshotReport> take_snapshot(std::span<const std::byte> source, Snapshot& into,
-                                     const SnapshotOptions& options) {
+                                     const SnapshotOptions& options,
+                                     std::optional<std::span<const FileRange>> data) {
   auto start = std::chrono::steady_clock::now();
   if (source.empty()) return fail(InvalidArgument{"cannot snapshot an empty range"});
   into.resize(source.size());
   std::byte* dst = into.data_.get();
   const std::byte* src = source.data();
   const std::uint64_t size = source.size();
-  SnapshotReport report;
-
-  if (!options.detect_tears) {
-    std::memcpy(dst, src, size);
-    into.hashes_valid_ = false;
-    report.elapsed = std::chrono::steady_clock::now() - start;
-    return report;
-  }
-
   const std::uint64_t pages = into.hashes_.size();
   std::uint64_t* hashes = into.hashes_.data();
-  std::uint64_t before[kBatchPages];
+  SnapshotReport report;
   auto page_len = [&](std::uint64_t p) { return std::min<std::uint64_t>(kPageSize, size - p * kPageSize); };
+  static const std::vector<std::byte> zero_page(kPageSize);
+  static const std::uint64_t zero_hash = XXH3_64bits(zero_page.data(), kPageSize);
 
-  for (std::uint64_t first = 0; first < pages; first += kBatchPages) {
-    const std::uint64_t count = std::min(kBatchPages, pages - first);
-    const std::uint64_t offset = first * kPageSize;
-    const std::uint64_t bytes = std::min<std::uint64_t>(count * kPageSize, size - offset);
-    for (std::uint64_t i = 0; i < count; ++i)
-      before[i] = XXH3_64bits(src + offset + i * kPageSize, page_len(first + i));
-    std::memcpy(dst + offset, src + offset, bytes);
-    for (std::uint64_t i = 0; i < count; ++i) {
-      const std::uint64_t page = first + i;
-      const std::uint64_t at = page * kPageSize;
-      const std::uint64_t len = page_len(page);
-      std::uint64_t after = XXH3_64bits(src + at, len);
-      if (after == before[i]) {
-        hashes[page] = after;
-        continue;
-      }
-      // Torn: the guest wrote this page while we copied it. Copy it again on its own.
-      ++report.recopied_pages;
-      bool settled = false;
-      for (int attempt = 0; attempt < options.max_retries && !settled; ++attempt) {
-        std::uint64_t h0 = XXH3_64bits(src + at, len);
-        std::memcpy(dst + at, src + at, len);
-        std::uint64_t h1 = XXH3_64bits(src + at, len);
-        if (h0 == h1) {
-          hashes[page] = h1;
-          settled = true;
+  // Holes read as zeros: write zeros, do not touch the source (reading would allocate it).
+  auto fill_hole = [&](std::uint64_t first, std::uint64_t last) {
+    if (first >= last) return;
+    std::memset(dst + first * kPageSize, 0, std::min(size, last * kPageSize) - first * kPageSize);
+    if (!options.detect_tears) return;
+    for (std::uint64_t p = first; p < last; ++p)
+      hashes[p] = page_len(p) == kPageSize ? zero_hash : XXH3_64bits(zero_page.data(), page_len(p));
+  };
+
+  auto copy_with_tear_detection = [&](std::uint64_t first_page, std::uint64_t end_page) {
+    std::uint64_t before[kBatchPages];
+    for (std::uint64_t first = first_page; first < end_page; first += kBatchPages) {
+      const std::uint64_t count = std::min(kBatchPages, end_page - first);
+      const std::uint64_t offset = first * kPageSize;
+      const std::uint64_t bytes = std::min<std::uint64_t>(count * kPageSize, size - offset);
+      for (std::uint64_t i = 0; i < count; ++i)
+        before[i] = XXH3_64bits(src + offset + i * kPageSize, page_len(first + i));
+      std::memcpy(dst + offset, src + offset, bytes);
+      for (std::uint64_t i = 0; i < count; ++i) {
+        const std::uint64_t page = first + i;
+        const std::uint64_t at = page * kPageSize;
+        const std::uint64_t len = page_len(page);
+        std::uint64_t after = XXH3_64bits(src + at, len);
+        if (after == before[i]) {
+          hashes[page] = after;
+          continue;
+        }
+        // Torn: the guest wrote this page while we copied it. Copy it again on its own.
+        ++report.recopied_pages;
+        bool settled = false;
+        for (int attempt = 0; attempt < options.max_retries && !settled; ++attempt) {
+          std::uint64_t h0 = XXH3_64bits(src + at, len);
+          std::memcpy(dst + at, src + at, len);
+          std::uint64_t h1 = XXH3_64bits(src + at, len);
+          if (h0 == h1) {
+            hashes[page] = h1;
+            settled = true;
+          }
+        }
+        if (!settled) {
+          hashes[page] = XXH3_64bits(dst + at, len);
+          report.torn_pages.push_back(page);
         }
       }
-      if (!settled) {
-        hashes[page] = XXH3_64bits(dst + at, len);
-        report.torn_pages.push_back(page);
-      }
     }
+  };
+
+  std::uint64_t next = 0;  // first page not yet handled
+  for (auto [first, last] : data_pages(pages, data)) {
+    fill_hole(next, first);
+    if (options.detect_tears) {
+      copy_with_tear_detection(first, last);
+    } else {
+      const std::uint64_t offset = first * kPageSize;
+      std::memcpy(dst + offset, src + offset, std::min(size, last * kPageSize) - offset);
+    }
+    next = last;
   }
-  into.hashes_valid_ = true;
+  fill_hole(next, pages);
+
+  into.hashes_valid_ = options.detect_tears;
   report.consistent = report.torn_pages.empty();
   report.elapsed = std::chrono::steady_clock::now() - start;
   return report;

@@ -421,8 +421,11 @@ Result<void> wait_for_serial(const VmInfo& info, std::string_view needle, std::c
     if (auto text = read_text_file(info.serial_log, 64 << 20); text && text->find(needle) != std::string::npos)
       return {};
     if (!is_vm_process(info.pid, info.mem_path))
-      return fail(ProcessFailed{fmt::format("VM '{}' stopped before printing '{}'", info.name, needle),
-                                tail_of_file(info.qemu_log)});
+      return fail(ProcessFailed{
+          fmt::format("VM '{}' stopped before printing '{}' (too little --mem for the guest? the default guest needs 128M)",
+                      info.name, needle),
+          fmt::format("serial console ends with: [{}]; QEMU said: [{}]", tail_of_file(info.serial_log, 600),
+                      tail_of_file(info.qemu_log, 600))});
     if (std::chrono::steady_clock::now() >= deadline)
       return fail(Timeout{fmt::format("waiting for '{}' on VM '{}' serial console ({})", needle, info.name, info.serial_log),
                           static_cast<int>(timeout.count())});

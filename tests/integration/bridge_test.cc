@@ -1,5 +1,6 @@
 // The guest-RAM bridge against a real guest: our bytes agree with QEMU's own `xp`, the guest's
 // marker is found, snapshots and the CLI work end to end. One VM for the whole binary.
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>

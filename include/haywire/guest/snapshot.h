@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -44,7 +45,8 @@ class Snapshot {
 
  private:
   friend Result<SnapshotReport> take_snapshot(std::span<const std::byte>, Snapshot&,
-                                              const SnapshotOptions&);
+                                              const SnapshotOptions&,
+                                              std::optional<std::span<const FileRange>>);
   void resize(std::uint64_t size);
 
   std::unique_ptr<std::byte[]> data_;
@@ -53,12 +55,17 @@ class Snapshot {
   bool hashes_valid_ = false;
 };
 
-// Copies `source` (a live, concurrently written memory range) into `into`.
+// Copies `source` (a live, concurrently written memory range) into `into`. If `data` is
+// given, only those ranges are read; everything else is known to be zero (file holes) and is
+// written as zeros without touching the source.
 Result<SnapshotReport> take_snapshot(std::span<const std::byte> source, Snapshot& into,
-                                     const SnapshotOptions& options = {});
+                                     const SnapshotOptions& options = {},
+                                     std::optional<std::span<const FileRange>> data = std::nullopt);
+// All of a guest's RAM, skipping the file's holes (see GuestRam::data_ranges).
 inline Result<SnapshotReport> take_snapshot(const GuestRam& ram, Snapshot& into,
                                             const SnapshotOptions& options = {}) {
-  return take_snapshot(ram.file_bytes(), into, options);
+  auto ranges = ram.data_ranges();
+  return take_snapshot(ram.file_bytes(), into, options, std::span<const FileRange>(ranges));
 }
 
 // File page indices whose hash differs between two snapshots of the same RAM

@@ -61,13 +61,17 @@ class Client {
   Result<std::string> hmp(std::string_view command_line, std::optional<int> cpu_index = {},
                           std::chrono::milliseconds timeout = 10s);
 
-  // Subscribers see every event, in arrival order, on the thread that read it.
+  // Subscribers see every event, in arrival order, on the thread that read it (when several
+  // threads call at once, on the one already delivering, which keeps the order). Delivery
+  // happens outside the I/O lock, so a subscriber may call back into the Client.
   int subscribe(Subscriber subscriber);
   void unsubscribe(int token);
   // Reads what arrives within `timeout` (0: only what is already buffered/readable) and
   // delivers events. Returns how many events were delivered.
   Result<int> pump(std::chrono::milliseconds timeout);
 
+  // Stays open until the Client is destroyed: after a disconnect it is only shut down (it
+  // polls readable and pump() reports QmpDisconnected), so its number is never reused early.
   [[nodiscard]] int fd() const;
   [[nodiscard]] bool connected() const;
   [[nodiscard]] const Json& greeting() const;  // {"QMP": {"version": ..., "capabilities": ...}}

@@ -12,8 +12,10 @@ namespace haywire::qmp {
 
 // Parses HMP `info mtree -f`: the FlatView whose address spaces include `AS "memory", root:
 // system`, its regions named `backend_id` (ram or rom, with their `@offset`, no @ meaning 0).
-// Adjacent pieces contiguous in the file are merged. Bounded: hostile or truncated text is a
-// ParseError, never a crash.
+// Adjacent pieces contiguous in the file are merged, and so are pieces around a hole in the
+// legacy window 0xA0000-0xFFFFF (ROM/VGA over RAM) that is equally long in the file: those
+// bytes are RAM in the file whatever the firmware has mapped over them. Bounded: hostile or
+// truncated text is a ParseError, never a crash.
 Result<RamLayout> parse_mtree(std::string_view text, std::string_view backend_id,
                               std::uint64_t file_size);
 
