@@ -2,6 +2,7 @@
 // Runs every file named on the command line (or found in a named directory), then a fixed
 // number of deterministic mutations of each (bit flips, truncations, splices, random bytes),
 // so `make test` exercises every parser with hostile input on every build.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
