@@ -1,6 +1,7 @@
 // haywire demo: boot the default guest, show what Haywire sees, shut it down.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <thread>
@@ -105,18 +106,21 @@ int run_demo(const DemoOptions& o) {
   guest::Snapshot* cur = &b;
   if (auto r = guest::take_snapshot(*ram, *prev); !r) return finish(report(r.error()));
   const auto period = std::chrono::microseconds(1'000'000 / o.hz);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.seconds);
+  // A little past the last whole second, so that its line is printed.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.seconds) + 100ms;
   auto second_start = std::chrono::steady_clock::now();
   int count = 0;
   std::uint64_t torn = 0, changed_last = 0;
   std::vector<bool> changed_in_second(prev->page_hashes().size(), false);
   std::chrono::nanoseconds copy_time{0};
+  std::uint64_t bytes_read = 0;
   auto next = std::chrono::steady_clock::now();
   while (!g_interrupted && std::chrono::steady_clock::now() < deadline) {
     auto rep = guest::take_snapshot(*ram, *cur);
     if (!rep) return finish(report(rep.error()));
     ++count;
     copy_time += rep->elapsed;
+    bytes_read = rep->bytes_read;
     torn += rep->torn_pages.size();
     auto changed = guest::changed_pages(*prev, *cur);
     if (!changed) return finish(report(changed.error()));
@@ -127,14 +131,16 @@ int run_demo(const DemoOptions& o) {
     if (now - second_start >= 1s) {
       double secs = std::chrono::duration<double>(now - second_start).count();
       double rate = count / secs;
-      double gbps = static_cast<double>(ram->size()) * count / std::chrono::duration<double>(copy_time).count() / 1e9;
+      double ms_each = std::chrono::duration<double, std::milli>(copy_time).count() / std::max(count, 1);
       std::uint64_t distinct = 0;
       for (bool c : changed_in_second) distinct += c ? 1 : 0;
-      say(o.json, {{"event", "live"}, {"snapshots_per_s", rate}, {"copy_gb_per_s", gbps},
+      say(o.json, {{"event", "live"}, {"snapshots_per_s", rate}, {"ms_per_snapshot", ms_each},
+                   {"ram_bytes", ram->size()}, {"bytes_holding_data", bytes_read},
                    {"pages_changed_last_snapshot", changed_last}, {"pages_changed_last_second", distinct},
                    {"torn_pages", torn}},
-          fmt::format("{:5.1f} snapshots/s ({:.1f} GB/s while copying) | {:4} pages changed since the last snapshot, "
-                      "{:5} in the last second | torn: {}", rate, gbps, changed_last, distinct, torn));
+          fmt::format("{:5.1f} snapshots/s, {:.1f} ms each ({} RAM, {} in use) | {:4} pages changed since the "
+                      "last snapshot, {:5} in the last second | torn: {}",
+                      rate, ms_each, human_bytes(ram->size()), human_bytes(bytes_read), changed_last, distinct, torn));
       count = 0;
       torn = 0;
       copy_time = {};

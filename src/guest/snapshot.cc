@@ -121,6 +121,7 @@ Result<SnapshotReport> take_snapshot(std::span<const std::byte> source, Snapshot
   std::uint64_t next = 0;  // first page not yet handled
   for (auto [first, last] : data_pages(pages, data)) {
     fill_hole(next, first);
+    report.bytes_read += std::min(size, last * kPageSize) - first * kPageSize;
     if (options.detect_tears) {
       copy_with_tear_detection(first, last);
     } else {

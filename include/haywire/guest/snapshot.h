@@ -28,6 +28,7 @@ struct SnapshotReport {
   bool consistent = true;                 // no page left torn
   std::vector<std::uint64_t> torn_pages;  // file page indices still torn after the retries
   std::uint64_t recopied_pages = 0;       // pages that needed at least one retry
+  std::uint64_t bytes_read = 0;           // bytes read from the source (holes are not read)
   std::chrono::nanoseconds elapsed{0};
 };
 
