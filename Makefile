@@ -42,8 +42,9 @@ bench: release
 	@./scripts/run-benchmarks.sh $(RELEASE_DIR)
 
 # libFuzzer builds (clang); runs each target for FUZZ_SECONDS.
-fuzz: setup
-	@CC=clang CXX=clang++ cmake $(CMAKE_GEN) -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+fuzz:
+	@./scripts/setup.sh fuzz
+	@CC=clang-19 CXX=clang++-19 cmake $(CMAKE_GEN) -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DHAYWIRE_FUZZ=ON -DHAYWIRE_SANITIZE=ON -DHAYWIRE_BENCH=OFF >/dev/null
 	@cmake --build $(FUZZ_DIR)
 	@./scripts/run-fuzzers.sh $(FUZZ_DIR) $(FUZZ_SECONDS)

@@ -31,15 +31,22 @@ function(haywire_benchmark name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} benchmark::benchmark Threads::Threads)
 endfunction()
 
-# haywire_fuzzer(NAME SOURCE DEPS ...): a fuzz target exposing LLVMFuzzerTestOneInput.
-# With HAYWIRE_FUZZ (clang) it links libFuzzer; otherwise it links a replay driver that runs
-# the checked-in corpus plus seeded random mutations, so `make test` always exercises it.
+# haywire_fuzzer(NAME SOURCES ... DEPS ... CORPUS dir...): a fuzz target exposing
+# LLVMFuzzerTestOneInput. With HAYWIRE_FUZZ (clang) it links libFuzzer; otherwise it links a
+# replay driver that runs the checked-in corpus plus seeded random mutations, so `make test`
+# always exercises it. Either way <target>.corpus, beside the executable, lists the seed corpus
+# directories one per line: scripts/run-fuzzers.sh finds every *_fuzzer and its seeds by it.
 function(haywire_fuzzer name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;CORPUS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+  set_target_properties(${name} PROPERTIES HAYWIRE_FUZZER TRUE)
+  list(JOIN ARG_CORPUS "\n" corpus_lines)
+  file(GENERATE OUTPUT "$<TARGET_FILE_DIR:${name}>/${name}.corpus" CONTENT "${corpus_lines}\n")
   if(HAYWIRE_FUZZ)
+    # The libraries get -fsanitize=fuzzer-no-link (top-level CMakeLists.txt); this adds the
+    # libFuzzer main and instruments the target's own source.
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)
   else()

@@ -7,7 +7,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-cache=${HAYWIRE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/haywire}
+home=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+cache=${HAYWIRE_CACHE_DIR:-${XDG_CACHE_HOME:-$home/.cache}/haywire}
 mkdir -p "$cache/kernels" "$cache/images"
 log() { echo "build-guest: $*" >&2; }
 

@@ -8,11 +8,15 @@ packages=(
   cmake ninja-build g++ make pkg-config git
   # libraries
   nlohmann-json3-dev libcli11-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
-  # fuzzing (libFuzzer via clang) and checks
-  clang libclang-rt-14-dev
   # the default guest: QEMU, busybox for its initramfs, cpio to pack it
   qemu-system-x86 busybox-static cpio
 )
+
+# `setup.sh fuzz`: also the libFuzzer toolchain. Debian 12's default clang (14) cannot compile
+# libstdc++ 12's std::expected; clang-19 (in Debian 12) can.
+if [ "${1:-}" = "fuzz" ]; then
+  packages+=(clang-19 libclang-rt-19-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 #include "haywire/vm/image.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -18,7 +19,8 @@ std::string env_or(const char* name, const std::string& fallback) {
 }  // namespace
 
 Result<GuestImage> default_guest_image() {
-  std::string home = env_or("HOME", "/root");
+  const passwd* pw = ::getpwuid(::geteuid());
+  std::string home = env_or("HOME", pw != nullptr && pw->pw_dir != nullptr ? pw->pw_dir : "/");
   std::string cache = env_or("HAYWIRE_CACHE_DIR", env_or("XDG_CACHE_HOME", home + "/.cache") + "/haywire");
   std::string dir = env_or("HAYWIRE_GUEST_DIR", cache + "/current");
   GuestImage image{dir + "/vmlinuz", dir + "/initrd.img"};
