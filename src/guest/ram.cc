@@ -35,6 +35,10 @@ Result<GuestRam> GuestRam::open(const std::string& path, std::optional<std::uint
 
 std::vector<FileRange> GuestRam::data_ranges() const {
   const auto size = static_cast<off_t>(mapping_.size());
+  // A fully allocated file has no holes: skip the walk (it costs ~5 ms per 256 MiB).
+  struct stat st {};
+  if (::fstat(fd_.get(), &st) == 0 && static_cast<std::uint64_t>(st.st_blocks) * 512 >= mapping_.size())
+    return {FileRange{0, mapping_.size()}};
   std::vector<FileRange> ranges;
   off_t at = 0;
   while (at < size) {

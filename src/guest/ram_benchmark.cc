@@ -11,8 +11,6 @@
 //                              load on the machine hits both sides alike
 //   BM_DataRanges/mib:<n>      GuestRam::data_ranges (SEEK_DATA/SEEK_HOLE), which every
 //                              take_snapshot(GuestRam&) pays
-//   BM_TearDetectPrototype/dispatch:0|1/copy_first:0|1/dst_page_aligned:0|1
-//                              what-if variants of snapshot.cc's tear-detection loop
 //   BM_SnapshotUnderWrites/rate:<words per s>
 //                              tear detection while a "guest" thread writes random words
 //                              (rate -1: no writer, 0: unthrottled); counters recopied and
@@ -43,29 +41,6 @@
 #include "haywire/base/types.h"
 #include "haywire/guest/ram.h"
 #include "haywire/guest/snapshot.h"
-
-// libxxhash's runtime-dispatched XXH3 (Debian builds it with x86 dispatch), for the what-if.
-// Its AVX2/AVX-512 code returns without VZEROUPPER: until one runs, every legacy-SSE
-// instruction after it (snapshot.cc's inlined SSE2 xxh3, for one) is ~2.7x slower on this
-// CPU, so the what-if clears the upper state after each use.
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define XXH_DISPATCH_DISABLE_REPLACE
-#include <xxh_x86dispatch.h>
-#define HAYWIRE_XXH_DISPATCH(p, n) XXH3_64bits_dispatch(p, n)
-namespace {
-__attribute__((target("avx"))) void zero_upper_avx() { _mm256_zeroupper(); }
-void zero_upper() {
-  static const bool has_avx = __builtin_cpu_supports("avx");
-  if (has_avx) zero_upper_avx();
-}
-}  // namespace
-#else
-#define HAYWIRE_XXH_DISPATCH(p, n) page_hash({p, n})
-namespace {
-void zero_upper() {}
-}  // namespace
-#endif
 
 namespace haywire::guest {
 namespace {
@@ -293,106 +268,6 @@ BENCHMARK(BM_Snapshot64MiB)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
-// What-if for snapshot.cc's tear detection, measured against the same interleaved memcpy:
-// its batch loop (16 pages, no holes, quiet source) re-implemented here with
-//   dispatch 0: snapshot.cc's own hash (page_hash: xxh3 inlined, SSE2 at this build's flags)
-//   dispatch 1: libxxhash's XXH3_64bits_dispatch (runtime AVX2/AVX-512 choice; same values),
-//               then VZEROUPPER once per snapshot
-//   copy_first 0: hash source, copy, hash source again (snapshot.cc today)
-//   copy_first 1: copy, then hash the copy and the source and compare
-//   dst_page_aligned 0: destination 16 bytes past a page boundary, like Snapshot's buffer
-//   dst_page_aligned 1: destination on a page boundary
-// hashes_match = 1 when the page hashes equal those of take_snapshot.
-std::uint64_t prototype_hash(bool dispatch, const std::byte* p, std::size_t n) {
-  return dispatch ? HAYWIRE_XXH_DISPATCH(p, n) : page_hash({p, n});
-}
-
-std::uint64_t prototype_snapshot(const std::byte* src, std::byte* dst, std::uint64_t* hashes,
-                                 std::uint64_t size, bool dispatch, bool copy_first) {
-  constexpr std::uint64_t kBatch = 16;
-  const std::uint64_t pages = size / kPageSize;
-  std::uint64_t torn = 0;
-  std::uint64_t check[kBatch];
-  for (std::uint64_t first = 0; first < pages; first += kBatch) {
-    const std::uint64_t count = std::min(kBatch, pages - first);
-    const std::uint64_t offset = first * kPageSize;
-    if (!copy_first)
-      for (std::uint64_t i = 0; i < count; ++i)
-        check[i] = prototype_hash(dispatch, src + offset + i * kPageSize, kPageSize);
-    std::memcpy(dst + offset, src + offset, count * kPageSize);
-    for (std::uint64_t i = 0; i < count; ++i) {
-      const std::uint64_t at = offset + i * kPageSize;
-      if (copy_first) check[i] = prototype_hash(dispatch, dst + at, kPageSize);
-      const std::uint64_t after = prototype_hash(dispatch, src + at, kPageSize);
-      if (after != check[i]) ++torn;  // snapshot.cc would copy the page again here
-      hashes[first + i] = after;
-    }
-  }
-  if (dispatch) zero_upper();
-  return torn;
-}
-
-// Owns a zeroed (so pre-faulted) buffer at `offset` bytes past a 4 KiB boundary. Snapshot's
-// buffer comes from make_unique, which glibc places 16 bytes past a page boundary.
-class OffsetBuffer {
- public:
-  OffsetBuffer(std::uint64_t size, std::uint64_t offset)
-      : raw_(static_cast<std::byte*>(std::aligned_alloc(kPageSize, size + kPageSize))) {
-    if (raw_ == nullptr) die("aligned_alloc failed");
-    std::memset(raw_, 0, size + kPageSize);
-    data_ = raw_ + offset;
-  }
-  OffsetBuffer(const OffsetBuffer&) = delete;
-  OffsetBuffer& operator=(const OffsetBuffer&) = delete;
-  ~OffsetBuffer() { std::free(raw_); }
-  [[nodiscard]] std::byte* get() const { return data_; }
-
- private:
-  std::byte* raw_;
-  std::byte* data_;
-};
-
-void BM_TearDetectPrototype(benchmark::State& state) {
-  SnapshotSource& s = snapshot_source();
-  const bool dispatch = state.range(0) != 0;
-  const bool copy_first = state.range(1) != 0;
-  const bool page_aligned = state.range(2) != 0;
-  Snapshot reference(kSnapshotSize);
-  if (!take_snapshot(s.ram.file_bytes(), reference)) die("take_snapshot failed");
-  OffsetBuffer dst(kSnapshotSize, page_aligned ? 0 : 16);
-  std::vector<std::uint64_t> hashes(kSnapshotSize / kPageSize);
-  const std::byte* src = s.ram.file_bytes().data();
-  prototype_snapshot(src, dst.get(), hashes.data(), kSnapshotSize, dispatch, copy_first);
-  const bool match = std::equal(hashes.begin(), hashes.end(), reference.page_hashes().begin());
-  double memcpy_seconds = 0;
-  double proto_seconds = 0;
-  std::uint64_t torn = 0;
-  for (auto _ : state) {
-    memcpy_seconds += s.time_memcpy();
-    const double t0 = thread_cpu_seconds();
-    torn += prototype_snapshot(src, dst.get(), hashes.data(), kSnapshotSize, dispatch, copy_first);
-    benchmark::ClobberMemory();
-    const double t = thread_cpu_seconds() - t0;
-    proto_seconds += t;
-    state.SetIterationTime(t);
-  }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kSnapshotSize));
-  state.counters["vs_memcpy"] = memcpy_seconds / proto_seconds;
-  state.counters["memcpy_ms"] = memcpy_seconds / static_cast<double>(state.iterations()) * 1e3;
-  state.counters["hashes_match"] = match ? 1 : 0;
-  state.counters["torn"] = static_cast<double>(torn);
-}
-BENCHMARK(BM_TearDetectPrototype)
-    ->ArgNames({"dispatch", "copy_first", "dst_page_aligned"})
-    ->Args({0, 0, 0})
-    ->Args({1, 0, 0})
-    ->Args({0, 1, 0})
-    ->Args({1, 1, 0})
-    ->Args({0, 0, 1})
-    ->Args({1, 1, 1})
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
-
 // A "guest" thread stores one 8-byte word into a random page `rate` times per second (0: as
 // fast as it can) while the benchmark thread takes tear-detecting snapshots.
 class RandomWriter {
@@ -476,6 +351,7 @@ BENCHMARK(BM_SnapshotUnderWrites)
     ->Arg(0)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+
 
 }  // namespace
 }  // namespace haywire::guest

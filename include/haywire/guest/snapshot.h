@@ -1,7 +1,8 @@
 // Copies of guest RAM taken while the guest runs, with torn-read detection.
 //
-// Each page is hashed (xxh3) immediately before and after it is copied; a page whose two
-// hashes differ was written during its copy and is copied again, up to `max_retries` times.
+// Each page is hashed (xxh3) right after it is copied, both the copy and the live source;
+// a page whose two hashes differ was written during its copy and is copied again, up to
+// `max_retries` times.
 // The result says whether every page is internally consistent and lists those that are not.
 // Consistency is per page: pages are copied at slightly different instants. For one instant
 // across all of RAM, pause the VM around the copy (vm layer: snapshot with paused=true).
@@ -50,7 +51,10 @@ class Snapshot {
                                               std::optional<std::span<const FileRange>>);
   void resize(std::uint64_t size);
 
-  std::unique_ptr<std::byte[]> data_;
+  struct FreeBuffer {
+    void operator()(std::byte* p) const;
+  };
+  std::unique_ptr<std::byte, FreeBuffer> data_;
   std::uint64_t size_ = 0;
   std::vector<std::uint64_t> hashes_;
   bool hashes_valid_ = false;
