@@ -10,7 +10,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static constexpr std::size_t kRam = 64 * 1024;
-  static haywire::guest::testing::FakeRamFile file(kRam, "fuzz");
+  static haywire::guest::testing::FakeRamFile file(kRam, "fuzz", haywire::guest::testing::FakeRamFile::Lifetime::kUnlinked);
   auto guest = file.guest();
   std::memset(guest.data(), 0, kRam);
   std::memcpy(guest.data(), data, std::min(size, kRam));

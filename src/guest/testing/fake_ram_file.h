@@ -19,22 +19,35 @@ namespace haywire::guest::testing {
 
 class FakeRamFile {
  public:
-  explicit FakeRamFile(std::uint64_t size, const std::string& tag = "t") : size_(size) {
+  // kNamed: a file in /dev/shm, removed by the destructor. kUnlinked: removed at once and
+  // reached through /proc/self/fd, so nothing is left behind even if the process never runs
+  // destructors (libFuzzer exits with _Exit; a crash exits without cleanup).
+  enum class Lifetime { kNamed, kUnlinked };
+
+  explicit FakeRamFile(std::uint64_t size, const std::string& tag = "t", Lifetime lifetime = Lifetime::kNamed)
+      : size_(size) {
     std::random_device rd;
     std::string dir = std::filesystem::exists("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path().string();
     path_ = dir + "/haywire_fake_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(rd());
     int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0) throw std::runtime_error("fake RAM file: " + path_);
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ::close(fd);
     if (p == MAP_FAILED) throw std::runtime_error("fake RAM mmap: " + path_);
     guest_view_ = static_cast<std::byte*>(p);
+    if (lifetime == Lifetime::kUnlinked) {
+      ::unlink(path_.c_str());
+      path_ = "/proc/self/fd/" + std::to_string(fd);
+      kept_fd_ = fd;
+    } else {
+      ::close(fd);
+    }
   }
   FakeRamFile(const FakeRamFile&) = delete;
   FakeRamFile& operator=(const FakeRamFile&) = delete;
   ~FakeRamFile() {
     ::munmap(guest_view_, size_);
-    ::unlink(path_.c_str());
+    if (kept_fd_ >= 0) ::close(kept_fd_);
+    else ::unlink(path_.c_str());
   }
 
   [[nodiscard]] const std::string& path() const { return path_; }
@@ -52,6 +65,7 @@ class FakeRamFile {
   std::uint64_t size_;
   std::string path_;
   std::byte* guest_view_ = nullptr;
+  int kept_fd_ = -1;
 };
 
 }  // namespace haywire::guest::testing
