@@ -43,5 +43,6 @@ std::string human_bytes(std::uint64_t bytes);
 void register_vm_commands(CLI::App& app);
 void register_mem_commands(CLI::App& app);
 void register_demo_command(CLI::App& app);
+void register_arch_commands(CLI::App& app);  // translate, pagetable
 
 }  // namespace haywire::cli

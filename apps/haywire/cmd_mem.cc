@@ -6,10 +6,12 @@
 #include <vector>
 
 #include "cli.h"
+#include "haywire/arch/address_space.h"
 #include "haywire/base/fd.h"
 #include "haywire/base/parse.h"
 #include "haywire/guest/search.h"
 #include "haywire/guest/snapshot.h"
+#include "haywire/vm/registers.h"
 
 namespace haywire::cli {
 namespace {
@@ -53,17 +55,73 @@ void print_hex_dump(std::uint64_t base, std::span<const std::byte> bytes) {
 
 struct ReadOptions {
   TargetOptions target;
-  std::string pa, len, format = "hex";
+  std::string pa, va, len, format = "hex";
+  std::string cr3;  // --va only
+  int levels = 0;   // --va only; 0: from vCPU 0's CR4
 };
 
+std::string hex_string(std::span<const std::byte> bytes) {
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (std::byte b : bytes) out += fmt::format("{:02x}", static_cast<unsigned>(b));
+  return out;
+}
+
+// `mem read --va`: guest-virtual memory through the guest's page tables, page by page. Prints
+// the bytes that were readable and says where and why the first unreadable byte failed.
+int mem_read_va(const ReadOptions& o, std::uint64_t len) {
+  auto va = parse_u64(o.va);
+  if (!va) return report(InvalidArgument{"--va: " + va.error().message()});
+  vm::PagingOverrides overrides;
+  if (!o.cr3.empty()) {
+    auto cr3 = parse_u64(o.cr3);
+    if (!cr3) return report(InvalidArgument{"--cr3: " + cr3.error().message()});
+    overrides.cr3 = Cr3(*cr3);
+  }
+  if (o.levels != 0) overrides.levels = o.levels;
+  auto target = o.target.target();
+  if (!target) return report(target.error());
+  auto att = vm::attach(*target);
+  if (!att) return report(att.error());
+  auto paging = vm::resolve_paging(*target, overrides);
+  if (!paging) return report(paging.error());
+  const arch::AddressSpace space(att->ram, paging->mode, paging->cr3);
+  std::vector<std::byte> buf(len);
+  const arch::ReadResult r = space.read(VirtAddr(*va), buf);
+  const auto got = std::span<const std::byte>(buf).first(r.bytes_read);
+  const std::string fault_text =
+      r.fault ? fmt::format("read {} of {} bytes; first fault at {}: {}", r.bytes_read, len, hex(r.fault->va.value()),
+                            r.fault->fault.describe())
+              : std::string();
+  if (o.format == "raw") {
+    if (auto w = write_all(1, got); !w) return report(w.error());
+  } else if (o.format == "json") {
+    nlohmann::json fault = nullptr;
+    if (r.fault) fault = {{"va", hex(r.fault->va.value())}, {"error", r.fault->fault.describe()}};
+    print_json({{"vm", att->label}, {"va", hex(*va)}, {"cr3", hex(paging->cr3.value())}, {"len", len},
+                {"read", r.bytes_read}, {"hex", hex_string(got)}, {"fault", fault}});
+  } else {
+    print_hex_dump(*va, got);
+  }
+  if (!r.complete()) {
+    if (o.format != "json") std::fprintf(stderr, "haywire: %s\n", fault_text.c_str());
+    return kFailed;
+  }
+  return kOk;
+}
+
 int mem_read(const ReadOptions& o) {
-  auto addr = parse_u64(o.pa);
-  if (!addr) return report(addr.error());
+  if (o.pa.empty() == o.va.empty()) return report(InvalidArgument{"give --pa (guest-physical) or --va (guest-virtual)"});
+  if (o.va.empty() && (!o.cr3.empty() || o.levels != 0))
+    return report(InvalidArgument{"--cr3 and --levels go with --va"});
   auto len = parse_size(o.len);
   if (!len) return report(len.error());
   if (*len == 0 || *len > kMaxReadLen) return report(InvalidArgument{"--len must be between 1 and 256M"});
   if (o.format != "hex" && o.format != "raw" && o.format != "json")
     return report(InvalidArgument{"--format must be hex, raw or json"});
+  if (!o.va.empty()) return mem_read_va(o, *len);
+  auto addr = parse_u64(o.pa);
+  if (!addr) return report(addr.error());
   auto att = attach(o.target);
   if (!att) return report(att.error());
   auto bytes = att->ram.read_pa(PhysAddr(*addr), *len);
@@ -73,10 +131,7 @@ int mem_read(const ReadOptions& o) {
     return kOk;
   }
   if (o.format == "json") {
-    std::string hexstr;
-    hexstr.reserve(bytes->size() * 2);
-    for (std::byte b : *bytes) hexstr += fmt::format("{:02x}", static_cast<unsigned>(b));
-    print_json({{"vm", att->label}, {"pa", hex(*addr)}, {"len", *len}, {"hex", hexstr}});
+    print_json({{"vm", att->label}, {"pa", hex(*addr)}, {"len", *len}, {"hex", hex_string(*bytes)}});
     return kOk;
   }
   print_hex_dump(*addr, *bytes);
@@ -182,10 +237,16 @@ void register_mem_commands(CLI::App& app) {
   mem->require_subcommand(1);
 
   static ReadOptions read;
-  auto* rd = mem->add_subcommand("read", "Read guest-physical memory");
+  auto* rd = mem->add_subcommand("read", "Read guest-physical (--pa) or guest-virtual (--va) memory");
   read.target.add_to(*rd);
-  rd->add_option("--pa", read.pa, "guest-physical address (decimal or 0x hex)")->required();
+  rd->add_option("--pa", read.pa, "guest-physical address (decimal or 0x hex)");
+  rd->add_option("--va", read.va, "guest-virtual address, through vCPU 0's page tables (or --cr3's)");
   rd->add_option("--len", read.len, "bytes to read (e.g. 64, 4K)")->required();
+  rd->add_option("--cr3", read.cr3, "with --va: walk this CR3 instead of vCPU 0's current one");
+  rd->add_option("--levels", read.levels, "with --va: 4 or 5 paging levels (with --cr3: no QMP needed)")
+      ->check(CLI::IsMember({4, 5}));
+  rd->footer("With --va, the bytes up to the first unreadable one are printed and the rest is reported on stderr "
+             "(exit status 1): how many bytes were readable and why the next one was not.");
   rd->add_option("--format", read.format, "hex (dump), raw (exact bytes on stdout) or json")->capture_default_str();
   rd->callback(run([] { return mem_read(read); }));
 

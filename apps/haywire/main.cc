@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   register_vm_commands(app);
   register_mem_commands(app);
   register_demo_command(app);
+  register_arch_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
