@@ -27,25 +27,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-class SharedVm : public ::testing::Environment {
- public:
-  static inline vm::VmInfo info;
-  void SetUp() override { info = boot(unique_name("arch")); }
-  void TearDown() override {
-    auto down = vm::down(info.name);
-    EXPECT_TRUE(down.has_value()) << down.error().message();
-    EXPECT_FALSE(std::filesystem::exists(info.mem_path));
-  }
-};
-
-const vm::VmInfo& vmi() { return SharedVm::info; }
-
-guest::GuestRam open_ram() {
-  auto ram = guest::GuestRam::open(vmi().mem_path, vmi().mem_size, vmi().layout);
-  EXPECT_TRUE(ram.has_value());
-  return std::move(*ram);
-}
-
 std::optional<qmp::Client> connect() {
   auto c = qmp::Client::connect(vmi().qmp, 5s);
   EXPECT_TRUE(c.has_value()) << c.error().message();
@@ -476,6 +457,6 @@ TEST(Arch, CliTranslateAndPagetableWithoutCr3UseVcpu0) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new haywire::itest::SharedVm);  // NOLINT: gtest owns it
+  ::testing::AddGlobalTestEnvironment(new haywire::itest::SharedVm("arch"));  // NOLINT: gtest owns it
   return RUN_ALL_TESTS();
 }

@@ -15,7 +15,10 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "haywire/base/parse.h"
+#include "haywire/guest/ram.h"
 #include "haywire/qmp/client.h"
 #include "haywire/vm/vm.h"
 
@@ -35,6 +38,34 @@ inline vm::VmInfo boot(const std::string& name, std::uint64_t mem = 256ull << 20
 }
 
 inline std::string unique_name(const std::string& stem) { return stem + "-" + std::to_string(::getpid()); }
+
+// One default-guest VM booted for a whole test binary, shut down at the end and checked gone.
+class SharedVm : public ::testing::Environment {
+ public:
+  explicit SharedVm(std::string stem) : stem_(std::move(stem)) {}
+  static inline vm::VmInfo info;
+  void SetUp() override { info = boot(unique_name(stem_)); }
+  void TearDown() override {
+    auto down = vm::down(info.name);
+    EXPECT_TRUE(down.has_value()) << down.error().message();
+    EXPECT_FALSE(std::filesystem::exists(info.mem_path));
+    EXPECT_FALSE(std::filesystem::exists(info.run_dir));
+  }
+
+ private:
+  std::string stem_;
+};
+
+inline const vm::VmInfo& vmi() { return SharedVm::info; }
+
+inline guest::GuestRam open_ram() {
+  auto ram = guest::GuestRam::open(vmi().mem_path, vmi().mem_size, vmi().layout);
+  if (!ram) {
+    std::fprintf(stderr, "cannot open the shared VM's RAM: %s\n", ram.error().message().c_str());
+    std::abort();
+  }
+  return std::move(*ram);
+}
 
 // QEMU's `xp /Nxb ADDR` through HMP, parsed into bytes.
 inline std::optional<std::vector<unsigned char>> qemu_xp(qmp::Client& client, std::uint64_t addr, int n) {
