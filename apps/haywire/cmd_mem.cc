@@ -149,13 +149,8 @@ int mem_snapshot(const SnapshotOptions& o) {
   auto att = attach(o.target);
   if (!att) return report(att.error());
   guest::Snapshot snap;
-  Result<guest::SnapshotReport> rep = fail(InvalidArgument{""});
-  if (o.paused) {
-    auto target = o.target.target();
-    rep = vm::snapshot_paused(*target, att->ram, snap);
-  } else {
-    rep = guest::take_snapshot(att->ram, snap, {.max_retries = o.retries});
-  }
+  auto rep = o.paused ? vm::snapshot_paused(*o.target.target(), att->ram, snap)
+                      : guest::take_snapshot(att->ram, snap, {.max_retries = o.retries});
   if (!rep) return report(rep.error());
   auto out = open_file(o.output, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (!out) return report(out.error());

@@ -4,9 +4,6 @@
 // enumeration must terminate within their bounds, never read outside RAM (ASan), and agree:
 // every page a walk maps is listed by the enumeration with the same physical address, page
 // size and flags, and every listed range's pages walk to what the listing says.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -16,6 +13,7 @@
 #include <span>
 #include <string>
 
+#include "guest/testing/fake_ram_file.h"
 #include "haywire/arch/enumerate.h"
 #include "haywire/arch/walker.h"
 
@@ -30,23 +28,16 @@ constexpr std::size_t kMaxRanges = 1024;
 constexpr std::size_t kVas = 128;
 constexpr std::size_t kRangesWalked = 128;  // of them, evenly spread (walks dominate the cost)
 
-// A guest whose RAM file is unlinked as soon as it is mapped (both the read-only GuestRam and
-// the writable "guest" view keep it alive), so that a crash, or libFuzzer's _Exit, leaves
-// nothing behind in /dev/shm.
+// The RAM file is unlinked as soon as it is mapped, so that a crash, or libFuzzer's _Exit,
+// leaves nothing behind in /dev/shm.
 struct Guest {
-  std::span<std::byte> view;
+  guest::testing::FakeRamFile file{kRamBytes, "ptfuzz", guest::testing::FakeRamFile::Lifetime::kUnlinked};
+  std::span<std::byte> view = file.guest();
   guest::GuestRam ram = open();
 
-  guest::GuestRam open() {
-    const std::string path = "/dev/shm/haywire_ptfuzz_" + std::to_string(::getpid());
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || ::ftruncate(fd, kRamBytes) != 0) std::abort();
-    void* p = ::mmap(nullptr, kRamBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ::close(fd);
-    auto r = guest::GuestRam::open(path, kRamBytes);
-    ::unlink(path.c_str());
-    if (p == MAP_FAILED || !r) std::abort();
-    view = {static_cast<std::byte*>(p), kRamBytes};
+  guest::GuestRam open() const {
+    auto r = guest::GuestRam::open(file.path(), kRamBytes);
+    if (!r) std::abort();
     return std::move(*r);
   }
 };

@@ -16,6 +16,25 @@ namespace {
 // batches fall out of L2, and hashing before the copy makes DRAM serve the source twice.
 constexpr std::uint64_t kBatchPages = 16;
 
+// Page index ranges [first, last) that overlap `data`, merged; all pages if `data` is empty.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> data_pages(std::uint64_t pages,
+                                                                std::optional<std::span<const FileRange>> data) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  if (!data) {
+    out.emplace_back(0, pages);
+    return out;
+  }
+  for (const FileRange& r : *data) {
+    if (r.length == 0) continue;
+    std::uint64_t first = std::min(pages, r.offset / kPageSize);
+    std::uint64_t last = std::min(pages, (r.offset + r.length + kPageSize - 1) / kPageSize);
+    if (first >= last) continue;
+    if (!out.empty() && first <= out.back().second) out.back().second = std::max(out.back().second, last);
+    else out.emplace_back(first, last);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::uint64_t page_hash(std::span<const std::byte> page) {
@@ -38,29 +57,6 @@ void Snapshot::resize(std::uint64_t size) {
   hashes_.assign((size + kPageSize - 1) / kPageSize, 0);
   hashes_valid_ = false;
 }
-
-namespace {
-
-// Page index ranges [first, last) that overlap `data`, merged; all pages if `data` is empty.
-std::vector<std::pair<std::uint64_t, std::uint64_t>> data_pages(std::uint64_t pages,
-                                                                std::optional<std::span<const FileRange>> data) {
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
-  if (!data) {
-    out.emplace_back(0, pages);
-    return out;
-  }
-  for (const FileRange& r : *data) {
-    if (r.length == 0) continue;
-    std::uint64_t first = std::min(pages, r.offset / kPageSize);
-    std::uint64_t last = std::min(pages, (r.offset + r.length + kPageSize - 1) / kPageSize);
-    if (first >= last) continue;
-    if (!out.empty() && first <= out.back().second) out.back().second = std::max(out.back().second, last);
-    else out.emplace_back(first, last);
-  }
-  return out;
-}
-
-}  // namespace
 
 Result<SnapshotReport> take_snapshot(std::span<const std::byte> source, Snapshot& into,
                                      const SnapshotOptions& options,
