@@ -56,6 +56,17 @@ struct Describe {
   std::string operator()(const ProcessFailed& e) const {
     return e.detail.empty() ? e.what : fmt::format("{}: {}", e.what, e.detail);
   }
+  std::string operator()(const Unsupported& e) const {
+    std::string text = fmt::format("not supported here: {}", e.feature);
+    if (!e.detected.empty()) text += fmt::format(" (found {})", e.detected);
+    if (!e.hint.empty()) text += fmt::format("; {}", e.hint);
+    return text;
+  }
+  std::string operator()(const SystemCallFailed& e) const {
+    std::string text = fmt::format("{} failed: {}", e.operation, errno_text(e.err));
+    if (!e.hint.empty()) text += fmt::format(" ({})", e.hint);
+    return text;
+  }
 };
 
 struct Name {
@@ -73,6 +84,8 @@ struct Name {
   std::string_view operator()(const InvalidArgument&) const { return "InvalidArgument"; }
   std::string_view operator()(const AlreadyExists&) const { return "AlreadyExists"; }
   std::string_view operator()(const ProcessFailed&) const { return "ProcessFailed"; }
+  std::string_view operator()(const Unsupported&) const { return "Unsupported"; }
+  std::string_view operator()(const SystemCallFailed&) const { return "SystemCallFailed"; }
 };
 
 }  // namespace

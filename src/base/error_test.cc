@@ -1,5 +1,7 @@
 #include "haywire/base/error.h"
 
+#include <cerrno>
+
 #include <gtest/gtest.h>
 
 namespace haywire {
@@ -31,4 +33,16 @@ TEST(Error, ResultCarriesEitherValueOrError) {
 }
 
 }  // namespace
+}  // namespace haywire
+
+namespace haywire {
+TEST(Error, UnsupportedAndSystemCallFailedSayWhatAndWhatToDo) {
+  Error old(Unsupported{"userfaultfd UFFD_FEATURE_WP_ASYNC", "kernel 6.1.0", "needs Linux 6.7 or later"});
+  EXPECT_EQ(old.name(), "Unsupported");
+  EXPECT_EQ(old.message(),
+            "not supported here: userfaultfd UFFD_FEATURE_WP_ASYNC (found kernel 6.1.0); needs Linux 6.7 or later");
+  Error sys(SystemCallFailed{"UFFDIO_REGISTER", EPERM, "run as root"});
+  EXPECT_EQ(sys.name(), "SystemCallFailed");
+  EXPECT_EQ(sys.message(), "UFFDIO_REGISTER failed: Operation not permitted (run as root)");
+}
 }  // namespace haywire

@@ -65,11 +65,23 @@ struct ProcessFailed {
   std::string what;
   std::string detail;  // e.g. the tail of a log
 };
+// The running kernel lacks something (too old, a feature compiled out or disabled).
+struct Unsupported {
+  std::string feature;   // e.g. "userfaultfd UFFD_FEATURE_WP_ASYNC"
+  std::string detected;  // what was found, e.g. "kernel 6.1.0"
+  std::string hint;      // what to do: the minimum version, a sysctl, a fallback
+};
+// A system call failed for a reason no other kind describes (userfaultfd ioctls, ptrace...).
+struct SystemCallFailed {
+  std::string operation;  // e.g. "UFFDIO_REGISTER on 0x7f..000+0x21000"
+  int err = 0;            // errno
+  std::string hint;
+};
 
 using ErrorKind = std::variant<FileNotFound, PermissionDenied, MmapFailed, InvalidAddress,
                                SizeMismatch, IoError, ParseError, QmpCommandFailed,
                                QmpDisconnected, Timeout, NotFound, InvalidArgument,
-                               AlreadyExists, ProcessFailed>;
+                               AlreadyExists, ProcessFailed, Unsupported, SystemCallFailed>;
 
 class Error {
  public:
