@@ -1,0 +1,32 @@
+// The Hilbert curve: index d along the curve <-> cell (x, y) of a (2^order)^2 grid.
+// Consecutive indices are adjacent cells, so nearby addresses land in nearby pixels.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+namespace haywire::glass {
+
+inline constexpr unsigned kMinHilbertOrder = 1;
+inline constexpr unsigned kMaxHilbertOrder = 16;
+
+struct Cell {
+  std::uint32_t x = 0;
+  std::uint32_t y = 0;
+  friend bool operator==(const Cell&, const Cell&) = default;
+};
+
+// order in [1, 16]; d < 4^order; x, y < 2^order. Out-of-range arguments are a programming
+// error (checked by the CLI, asserted here). d2xy and xy2d are exact inverses.
+Cell hilbert_d2xy(unsigned order, std::uint64_t d);
+std::uint64_t hilbert_xy2d(unsigned order, std::uint32_t x, std::uint32_t y);
+
+// Batch forms for the hot path (out.size() must equal the input size).
+void hilbert_d2xy_batch(unsigned order, std::span<const std::uint64_t> d, std::span<Cell> out);
+void hilbert_xy2d_batch(unsigned order, std::span<const Cell> cells, std::span<std::uint64_t> out);
+
+// Share of consecutive index pairs (d, d+1) whose cells are 4-neighbours (1.0 for a true
+// Hilbert curve at every order).
+double hilbert_locality(unsigned order);
+
+}  // namespace haywire::glass
