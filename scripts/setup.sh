@@ -7,7 +7,7 @@ packages=(
   # build
   cmake ninja-build g++ make pkg-config git
   # libraries
-  nlohmann-json3-dev libcli11-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev libpng-dev
   # the default guest: QEMU, busybox for its initramfs, cpio to pack it
   qemu-system-x86 busybox-static cpio
 )

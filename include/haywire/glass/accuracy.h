@@ -1,0 +1,138 @@
+// Accuracy of sampled mode, measured against full tracking of the same interval, and the rule
+// that adapts the sampling rate from it.
+//
+// Definitions (also docs/glass.md "Accuracy"):
+//  - A cell is hot when its density (fraction of its pages written in the interval) is
+//    >= hot_threshold (default 0.5: at least half of the cell's pages were written).
+//  - precision = |est hot & true hot| / |est hot|, recall = |est hot & true hot| / |true hot|,
+//    each 1 when its denominator is 0; F1 = 2PR / (P + R), so F1 is 1 when neither map has a
+//    hot cell and 0 when exactly one of them has none.
+//  - normalised error = sum |est - true| / max(sum true, 1): the L1 error in units of the
+//    total true density (the 1 keeps an idle interval finite).
+//
+// Calibration: every Nth interval is tracked in full. The controller replays the sampled
+// plan that interval would have used against the full result (pages outside the plan are
+// ignored), reconstructs, and compares with the full map: a fair measurement of sampled mode
+// on exactly that interval's writes, at the cost of one full scan per N intervals.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "haywire/base/error.h"
+#include "haywire/glass/density.h"
+#include "haywire/glass/reconstruct.h"
+#include "haywire/glass/sampling.h"
+
+namespace haywire::glass {
+
+inline constexpr float kDefaultHotThreshold = 0.5f;
+
+struct AccuracyReport {
+  double precision = 1.0;
+  double recall = 1.0;
+  double f1 = 1.0;
+  double normalized_error = 0.0;
+  std::uint64_t true_hot = 0;
+  std::uint64_t estimated_hot = 0;
+  std::uint64_t true_positives = 0;
+  // True when neither map has a hot cell: F1 says nothing about the reconstruction then.
+  [[nodiscard]] bool trivial() const { return true_hot == 0 && estimated_hot == 0; }
+};
+
+// InvalidArgument when the maps differ in order or size.
+Result<AccuracyReport> measure_accuracy(const DensityMap& estimate, const DensityMap& truth,
+                                        float hot_threshold = kDefaultHotThreshold);
+
+// The adaptive rate rule. After each non-trivial calibration:
+//  - F1 < target_f1: rate *= raise_factor at once (accuracy problems are fixed fast);
+//  - F1 >= comfortable_f1 for lower_after calibrations in a row: rate *= lower_factor;
+//  - otherwise (the band [target, comfortable) is the hysteresis): unchanged.
+// Always clamped to [min_rate, max_rate]. Trivial calibrations (nothing hot in either map)
+// carry no information and change nothing, not even the streak.
+struct AdaptiveRateConfig {
+  double initial_rate = kDefaultSamplingRate;
+  double min_rate = kMinSamplingRate;
+  double max_rate = kMaxSamplingRate;
+  double target_f1 = 0.9;
+  double comfortable_f1 = 0.97;
+  double raise_factor = 1.5;
+  double lower_factor = 0.8;
+  unsigned lower_after = 3;
+  bool adaptive = true;
+};
+
+class AdaptiveRate {
+ public:
+  explicit AdaptiveRate(AdaptiveRateConfig config = {});
+  // Feeds one calibration result; returns the (possibly new) rate.
+  double update(const AccuracyReport& report);
+  [[nodiscard]] double rate() const { return rate_; }
+  [[nodiscard]] const AdaptiveRateConfig& config() const { return config_; }
+
+ private:
+  AdaptiveRateConfig config_;
+  double rate_;
+  unsigned comfortable_streak_ = 0;
+};
+
+struct CalibrationConfig {
+  // Every `every`-th interval (interval % every == every - 1) is a full calibration interval;
+  // 0 never calibrates, 1 always does. With every >= 2 interval 0 is sampled, so the first
+  // picture costs no full scan.
+  std::uint64_t every = 10;
+  float hot_threshold = kDefaultHotThreshold;
+  AdaptiveRateConfig rate;
+  SamplerConfig sampler;
+  ReconstructionConfig reconstruction;
+};
+
+struct CalibrationResult {
+  AccuracyReport accuracy;
+  double rate_before = 0.0;
+  double rate_after = 0.0;
+  DensityMap full;          // the full interval's exact map (what to display)
+  DensityMap reconstructed; // what sampled mode would have shown
+};
+
+// Decides each interval's plan (sampled, or full for calibration) and turns calibration
+// intervals into accuracy figures and rate changes. One per tracked process; not thread-safe.
+class CalibrationController {
+ public:
+  CalibrationController(PageGrid grid, CalibrationConfig config = {});
+
+  [[nodiscard]] bool is_calibration(std::uint64_t interval) const;
+  // The plan to arm for `interval`: full on calibration intervals, else sampled at rate().
+  [[nodiscard]] SamplePlan plan(std::uint64_t interval) const;
+  // The sampled plan `interval` would use at the current rate (also on calibration intervals).
+  [[nodiscard]] SamplePlan sampled_plan(std::uint64_t interval) const;
+
+  // After a full interval: `written` = every page full tracking reported written (sorted,
+  // disjoint). Reconstructs from sampled_plan(interval), compares, adapts the rate.
+  Result<CalibrationResult> calibrate(std::uint64_t interval, std::span<const PageIndexRange> written);
+
+  // The grid changed (regions came or went): keep the rate and last accuracy, re-plan.
+  void set_grid(PageGrid grid);
+  // The slots that hold tracked pages (sorted, disjoint), when some slots of the grid are
+  // reserved for unmapped memory; calibrate() then counts live slots only (see observe()).
+  // Empty (the default) = every slot of the grid is live.
+  void set_live(std::vector<PageIndexRange> live) { live_ = std::move(live); }
+
+  [[nodiscard]] double rate() const { return rate_.rate(); }
+  [[nodiscard]] const std::optional<AccuracyReport>& last() const { return last_; }
+  [[nodiscard]] const PageGrid& grid() const { return grid_; }
+  [[nodiscard]] Reconstructor& reconstructor() { return reconstructor_; }
+
+ private:
+  PageGrid grid_;
+  CalibrationConfig config_;
+  Sampler sampler_;
+  AdaptiveRate rate_;
+  Reconstructor reconstructor_;
+  std::optional<AccuracyReport> last_;
+  std::vector<PageIndexRange> live_;
+};
+
+}  // namespace haywire::glass

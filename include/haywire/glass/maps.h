@@ -1,0 +1,63 @@
+// /proc/PID/maps: the target's memory regions, classified, and which of them write tracking can
+// cover. The text is the kernel's, but paths are chosen by the target (file names, anonymous
+// VMA names), so the parser treats it as untrusted: bounded lines, strict fields, no NULs.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "haywire/base/error.h"
+#include "haywire/base/types.h"
+
+namespace haywire::glass {
+
+enum class RegionKind {
+  kHeap,        // [heap]
+  kStack,       // [stack] (also the old [stack:TID])
+  kAnonymous,   // no path, or a named anonymous VMA ([anon:NAME])
+  kFileBacked,  // a private mapping of a file
+  kShared,      // any MAP_SHARED mapping (file, memfd, shmem, [anon_shmem:NAME])
+  kVdso,        // [vdso]
+  kVvar,        // [vvar], [vvar_vclock]
+  kVsyscall,    // [vsyscall]
+  kSpecial,     // another bracketed kernel mapping ([uprobes], ...)
+};
+[[nodiscard]] std::string_view to_string(RegionKind kind);
+
+struct MemoryRegion {
+  VirtAddr start;
+  VirtAddr end;             // exclusive; start < end, both page-aligned
+  std::string permissions;  // exactly 4 characters, "rw-p"
+  std::uint64_t offset = 0;
+  std::string device;       // "fd:00"
+  std::uint64_t inode = 0;
+  std::string path;         // empty for anonymous memory; kernel-escaped, may end " (deleted)"
+  RegionKind kind = RegionKind::kAnonymous;
+
+  [[nodiscard]] std::uint64_t size() const { return end - start; }
+  [[nodiscard]] bool readable() const { return permissions[0] == 'r'; }
+  [[nodiscard]] bool writable() const { return permissions[1] == 'w'; }
+  [[nodiscard]] bool executable() const { return permissions[2] == 'x'; }
+  [[nodiscard]] bool shared() const { return permissions[3] == 's'; }
+};
+
+// Lines longer than this are rejected (PATH_MAX plus the fixed fields, with room for escapes).
+inline constexpr std::size_t kMaxMapsLine = 8192;
+
+// Parses the whole text; any malformed line fails the parse with its line number (the kernel
+// never writes one, so a bad line means the input is not what it claims to be). Regions come
+// out sorted and non-overlapping or the parse fails.
+Result<std::vector<MemoryRegion>> parse_maps(std::string_view text);
+// Reads and parses /proc/PID/maps. NotFound if the process is gone, PermissionDenied if not ours.
+Result<std::vector<MemoryRegion>> read_maps(Pid pid);
+
+// Whether write-protect tracking can cover the region: writable, private, and not a kernel
+// special mapping (vdso/vvar/vsyscall/...). Shared memory is skipped because userfaultfd-wp on
+// shmem needs UFFD_FEATURE_WP_HUGETLBFS_SHMEM and writes through another mapping would escape it.
+[[nodiscard]] bool is_trackable(const MemoryRegion& region);
+[[nodiscard]] std::vector<MemoryRegion> trackable_regions(std::span<const MemoryRegion> regions);
+
+}  // namespace haywire::glass

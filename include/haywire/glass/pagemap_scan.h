@@ -1,0 +1,61 @@
+// PAGEMAP_SCAN (Linux 6.7) on /proc/PID/pagemap: "which pages were written since they were last
+// write-protected", answered and re-armed in one ioctl, for ranges registered with an async
+// write-protect userfaultfd (UFFD_FEATURE_WP_ASYNC).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "haywire/base/error.h"
+#include "haywire/base/fd.h"
+#include "haywire/base/types.h"
+
+namespace haywire::glass {
+
+// A page-aligned [start, end) range of virtual addresses.
+struct PageRange {
+  VirtAddr start;
+  VirtAddr end;
+  [[nodiscard]] std::uint64_t bytes() const { return end - start; }
+  [[nodiscard]] std::uint64_t pages() const { return (end - start) / kPageSize; }
+  bool operator==(const PageRange&) const = default;
+};
+
+// Appends `range` to `out`, merging it with the last entry when they touch (out sorted).
+void append_coalesced(std::vector<PageRange>& out, PageRange range);
+// Sorts and merges overlapping or touching ranges.
+void normalize_ranges(std::vector<PageRange>& ranges);
+// Parts of `from` not covered by `remove` (both normalized); the result is normalized.
+std::vector<PageRange> subtract_ranges(const std::vector<PageRange>& from, const std::vector<PageRange>& remove);
+// Parts covered by both (both normalized).
+std::vector<PageRange> intersect_ranges(const std::vector<PageRange>& a, const std::vector<PageRange>& b);
+
+class PagemapScanner {
+ public:
+  // Opens /proc/PID/pagemap. `batch` is the output-buffer size in ranges; a scan that fills it
+  // resumes where the kernel stopped (walk_end), so it bounds memory, not results.
+  static Result<PagemapScanner> open(Pid pid, std::size_t batch = 4096);
+
+  // Appends the written ranges in [start, end) to `out` (coalesced) and write-protects them
+  // again. Returns the number of written pages. With check_async, a page in the range whose
+  // mapping is not registered for async write-protect fails the scan (Unsupported): that is how
+  // a layout change under a registered range shows up.
+  Result<std::uint64_t> collect_written(VirtAddr start, VirtAddr end, std::vector<PageRange>& out,
+                                        bool check_async = true);
+  // Counts written pages in [start, end) without re-arming them.
+  Result<std::uint64_t> count_written(VirtAddr start, VirtAddr end);
+  // Write-protects every page in [start, end) that is currently written, without output.
+  Result<void> rearm(VirtAddr start, VirtAddr end);
+
+  [[nodiscard]] std::uint64_t ioctls() const { return ioctls_; }  // calls made so far
+
+ private:
+  PagemapScanner(UniqueFd fd, std::size_t batch) : fd_(std::move(fd)), batch_(batch) {}
+  Result<std::uint64_t> scan(VirtAddr start, VirtAddr end, std::vector<PageRange>* out, std::uint64_t flags);
+  UniqueFd fd_;
+  std::size_t batch_;
+  std::vector<std::uint64_t> buffer_;  // page_region triples
+  std::uint64_t ioctls_ = 0;
+};
+
+}  // namespace haywire::glass

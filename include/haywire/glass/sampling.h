@@ -1,0 +1,91 @@
+// Sampled tracking: which pages to arm (write-protect) each interval.
+//
+// The tracked pages are numbered 0..page_count-1 in address order (holes collapsed) and laid
+// along the Hilbert curve, `pages_per_cell` consecutive pages per cell, so cell d (Hilbert
+// index) holds pages [d * pages_per_cell, (d + 1) * pages_per_cell). Arming costs one ioctl per
+// contiguous range, so a plan is a short list of page ranges, not a page list.
+//
+// Plan shape (see docs/glass.md "Sampling"): the page line is cut into strata of S pages and
+// each stratum arms one run of `run` consecutive pages (run / S ~= rate). The runs sit on a
+// regular lattice (every stratum uses the same phase): equal gaps minimise the longest stretch
+// without samples, which is what bounds reconstruction error. The phase changes every interval
+// following a seeded permutation of the ceil(S / run) slots, so a different subset is armed
+// each time and every page is armed once per cycle of ceil(S / run) intervals.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace haywire::glass {
+
+inline constexpr double kDefaultSamplingRate = 0.10;
+inline constexpr double kMinSamplingRate = 0.05;
+inline constexpr double kMaxSamplingRate = 0.5;
+
+// Pages [first, first + count), as page indices on the tracked page line.
+struct PageIndexRange {
+  std::uint64_t first = 0;
+  std::uint64_t count = 0;
+  [[nodiscard]] std::uint64_t end() const { return first + count; }
+  friend bool operator==(const PageIndexRange&, const PageIndexRange&) = default;
+};
+
+// How the page line sits on the grid of cells at `order`.
+struct PageGrid {
+  unsigned order = 8;
+  std::uint64_t page_count = 0;
+  std::uint64_t pages_per_cell = 1;  // >= 1
+
+  // The smallest pages_per_cell that fits page_count pages in 4^order cells.
+  static PageGrid fit(unsigned order, std::uint64_t page_count);
+
+  [[nodiscard]] std::uint64_t cell_count() const { return std::uint64_t{1} << (2 * order); }
+  [[nodiscard]] std::uint64_t cell_of(std::uint64_t page) const { return page / pages_per_cell; }
+  // Pages held by cell d (0 for cells past the end of the page line).
+  [[nodiscard]] std::uint32_t pages_in(std::uint64_t d) const;
+};
+
+struct SamplerConfig {
+  std::uint64_t seed = 0x6861797769726531ull;
+  // Upper bound on ranges per plan (ioctls per interval); runs lengthen to respect it.
+  std::uint64_t max_ranges = 4096;
+  // Run length in pages; 0 chooses the shortest run (1 page, best spatial coverage) that keeps
+  // the plan within max_ranges.
+  std::uint64_t run_pages = 0;
+};
+
+struct SamplePlan {
+  double requested_rate = 0.0;
+  std::vector<PageIndexRange> ranges;  // sorted, disjoint, not adjacent
+  std::uint64_t armed_pages = 0;
+  std::uint64_t run_pages = 0;      // pages per run (0 for a full plan)
+  std::uint64_t stratum_pages = 0;  // pages per stratum (0 for a full plan)
+  [[nodiscard]] bool full(std::uint64_t page_count) const { return armed_pages == page_count; }
+};
+
+class Sampler {
+ public:
+  explicit Sampler(SamplerConfig config = {}) : config_(config) {}
+
+  // The pages to arm in interval `interval` at `rate` (clamped to (0, 1]; >= 1 arms all).
+  // Deterministic in (config.seed, grid, rate, interval).
+  [[nodiscard]] SamplePlan plan(const PageGrid& grid, double rate, std::uint64_t interval) const;
+
+  [[nodiscard]] const SamplerConfig& config() const { return config_; }
+
+ private:
+  SamplerConfig config_;
+};
+
+// Every page armed: the plan of a full (or calibration) interval.
+SamplePlan full_plan(const PageGrid& grid);
+
+// Pages of `ranges` per cell, indexed by Hilbert index d (size grid.cell_count()). Ranges
+// must be sorted and disjoint; parts past page_count are ignored.
+std::vector<std::uint32_t> pages_per_cell(const PageGrid& grid, std::span<const PageIndexRange> ranges);
+
+// Sorted, disjoint ranges covering the pages in both inputs (each sorted and disjoint).
+std::vector<PageIndexRange> intersect(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b);
+
+}  // namespace haywire::glass

@@ -1,0 +1,145 @@
+// Write tracking of one process: which pages it wrote since the last scan.
+//
+// The tracker write-protects the target's writable private mappings through an async userfaultfd
+// context (UFFD_FEATURE_WP_ASYNC: the kernel resolves each first write itself and marks the page
+// written, ~1 µs) and reads + re-arms the written set with one PAGEMAP_SCAN per range.
+//
+// Full mode arms every tracked page. Sampled mode arms only a given set of ranges: the rest is
+// un-protected once (one ioctl per gap) so it costs the target nothing, and changing the set
+// costs one ioctl per range in the symmetric difference.
+//
+// Threading: one thread drives a Tracker (scan, set_sampled, process_events, detach). The
+// optional ThreadSampler runs its own fault-reading thread internally.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "haywire/base/error.h"
+#include "haywire/base/types.h"
+#include "haywire/glass/maps.h"
+#include "haywire/glass/pagemap_scan.h"
+#include "haywire/glass/thread_sampler.h"
+#include "haywire/glass/uffd.h"
+
+namespace haywire::glass {
+
+struct TrackerOptions {
+  // Regions larger than this are not tracked: arming never-touched memory allocates page tables
+  // for it (WP_UNPOPULATED), which for a huge reservation (sanitizer shadow, JIT heaps) is too much.
+  std::uint64_t max_region_bytes = std::uint64_t{64} << 30;
+  // Replaces the default choice (is_trackable(region) && size <= max_region_bytes) if set.
+  std::function<bool(const MemoryRegion&)> filter;
+  // On a fork message (needs the async context opened with event_fork), hand the child's context
+  // to the event callback; when false, or when the callback leaves it, it is closed at once and
+  // the child runs untracked.
+  bool follow_forks = false;
+};
+
+// A layout event from the target, already applied to the tracker's bookkeeping.
+struct TrackerEvent {
+  UffdMessage::Type type = UffdMessage::Type::kUnmap;
+  VirtAddr address;          // remap: old start; remove/unmap: start
+  VirtAddr end;              // remove/unmap: end
+  VirtAddr new_address;      // remap: new start
+  std::uint64_t length = 0;  // remap
+  // Fork with follow_forks: the child's async context (handshake done). Move it out to keep it
+  // (Tracker::create_for_child); otherwise it is closed after the callback returns.
+  std::optional<Uffd> child;
+};
+
+struct ScanResult {
+  std::vector<PageRange> written;    // sorted, coalesced, page-aligned
+  std::uint64_t written_pages = 0;
+  std::uint64_t tracked_pages = 0;   // registered
+  std::uint64_t armed_pages = 0;     // watched this interval (== tracked in full mode)
+  bool sampled = false;
+  unsigned regions_added = 0;        // by this scan's layout refresh
+  unsigned regions_removed = 0;
+  bool layout_changed = false;
+  std::uint64_t ioctls = 0;          // kernel calls this scan made (cost telemetry)
+};
+
+class Tracker {
+ public:
+  using EventCallback = std::function<void(TrackerEvent&)>;
+
+  // Reads the layout, registers and arms every chosen region. `async_uffd` must be a context
+  // created inside `pid` and opened with wp_async.
+  static Result<Tracker> create(Pid pid, Uffd async_uffd, TrackerOptions options = {});
+  ~Tracker();
+  Tracker(Tracker&&) noexcept;
+  Tracker& operator=(Tracker&&) noexcept;
+
+  // Pages written since the previous scan (or since create / a mode change), re-armed in the same
+  // pass. Re-reads /proc/PID/maps first so regions that appeared are tracked from now on and
+  // vanished ones are forgotten.
+  Result<ScanResult> scan();
+  // Arms only `ranges` (clipped to what is tracked) from now on. Cost: one ioctl per gap.
+  Result<void> set_sampled(std::vector<PageRange> ranges);
+  // Arms everything again.
+  Result<void> set_full();
+  [[nodiscard]] bool sampled() const { return sampled_; }
+
+  // Reads every pending layout message without blocking and hands each to the callback. The
+  // target thread that caused a message is blocked until it is read, so call this often (or
+  // wait_events in the monitor loop).
+  Result<std::size_t> process_events();
+  // Waits up to timeout_ms for a message, then processes what is pending.
+  Result<std::size_t> wait_events(int timeout_ms);
+  void on_event(EventCallback callback) { callback_ = std::move(callback); }
+  [[nodiscard]] int event_fd() const { return uffd_.fd(); }
+
+  // Per-thread attribution on a few sampled pages per interval, through a second, synchronous
+  // context created inside the target (see thread_sampler.h). Each scan() ends one sampling
+  // interval and starts the next, choosing pages among the ones just written.
+  Result<void> enable_thread_sampling(Uffd sync_uffd, const ThreadSamplerOptions& options);
+  // Writes seen by the thread sampler in the interval the last scan() closed.
+  [[nodiscard]] const ThreadWrites* last_thread_writes() const;
+
+  // Unregisters everything this tracker registered (write faults stop; no state left in the
+  // target's mappings) and closes the descriptors. Safe to call twice; the destructor calls it.
+  Result<void> detach();
+
+  [[nodiscard]] Pid pid() const { return pid_; }
+  [[nodiscard]] const std::vector<PageRange>& tracked() const { return registered_; }
+  [[nodiscard]] const std::vector<MemoryRegion>& regions() const { return regions_; }
+  // Regions chosen but refused by the kernel (e.g. VM_PFNMAP) at the last refresh.
+  [[nodiscard]] unsigned skipped_regions() const { return skipped_; }
+
+  // Children of pid (from /proc/PID/task/*/children): how a fork's child is found, since the
+  // fork message carries only the child's context.
+  static Result<std::vector<Pid>> children_of(Pid pid);
+
+ private:
+  Tracker(Pid pid, Uffd uffd, PagemapScanner scanner, TrackerOptions options);
+  struct Refresh {
+    unsigned added = 0;
+    unsigned removed = 0;
+  };
+  Result<Refresh> refresh_layout(bool force_register);
+  Result<void> protect(const std::vector<PageRange>& ranges, bool enable);
+  std::vector<PageRange> excluded() const;  // carved out for the thread sampler
+  void apply(const UffdMessage& message);
+
+  Pid pid_;
+  Uffd uffd_;
+  PagemapScanner scanner_;
+  TrackerOptions options_;
+  EventCallback callback_;
+  std::vector<MemoryRegion> regions_;
+  std::vector<PageRange> registered_;       // normalized
+  std::vector<PageRange> ever_registered_;  // normalized; what detach undoes
+  std::vector<PageRange> armed_;            // sampled mode only
+  bool sampled_ = false;
+  bool detached_ = false;
+  unsigned skipped_ = 0;
+  std::uint64_t ioctls_ = 0;
+  std::unique_ptr<ThreadSampler> sampler_;
+  ThreadWrites last_thread_writes_;
+};
+
+}  // namespace haywire::glass

@@ -1,0 +1,109 @@
+#include "haywire/glass/accuracy.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace haywire::glass {
+
+Result<AccuracyReport> measure_accuracy(const DensityMap& estimate, const DensityMap& truth,
+                                        float hot_threshold) {
+  if (estimate.order != truth.order || estimate.cells.size() != truth.cells.size()) {
+    return fail(InvalidArgument{fmt::format(
+        "cannot compare density maps of order {} ({} cells) and order {} ({} cells)",
+        estimate.order, estimate.cells.size(), truth.order, truth.cells.size())});
+  }
+  AccuracyReport report;
+  double error = 0.0;
+  double total = 0.0;
+  for (std::size_t i = 0; i < truth.cells.size(); ++i) {
+    const float e = estimate.cells[i];
+    const float t = truth.cells[i];
+    const bool est_hot = e >= hot_threshold;
+    const bool true_hot = t >= hot_threshold;
+    report.estimated_hot += est_hot;
+    report.true_hot += true_hot;
+    report.true_positives += est_hot && true_hot;
+    error += std::fabs(static_cast<double>(e) - static_cast<double>(t));
+    total += t;
+  }
+  const auto tp = static_cast<double>(report.true_positives);
+  report.precision = report.estimated_hot == 0 ? 1.0 : tp / static_cast<double>(report.estimated_hot);
+  report.recall = report.true_hot == 0 ? 1.0 : tp / static_cast<double>(report.true_hot);
+  if (report.trivial()) {
+    report.f1 = 1.0;
+  } else if (report.true_positives == 0) {
+    report.f1 = 0.0;
+  } else {
+    report.f1 = 2.0 * report.precision * report.recall / (report.precision + report.recall);
+  }
+  report.normalized_error = error / std::max(total, 1.0);
+  return report;
+}
+
+AdaptiveRate::AdaptiveRate(AdaptiveRateConfig config)
+    : config_(config), rate_(std::clamp(config.initial_rate, config.min_rate, config.max_rate)) {}
+
+double AdaptiveRate::update(const AccuracyReport& report) {
+  if (!config_.adaptive || report.trivial()) return rate_;
+  if (report.f1 < config_.target_f1) {
+    comfortable_streak_ = 0;
+    rate_ = std::min(config_.max_rate, rate_ * config_.raise_factor);
+  } else if (report.f1 >= config_.comfortable_f1) {
+    if (++comfortable_streak_ >= config_.lower_after) {
+      comfortable_streak_ = 0;
+      rate_ = std::max(config_.min_rate, rate_ * config_.lower_factor);
+    }
+  } else {
+    comfortable_streak_ = 0;
+  }
+  return rate_;
+}
+
+CalibrationController::CalibrationController(PageGrid grid, CalibrationConfig config)
+    : grid_(grid),
+      config_(config),
+      sampler_(config.sampler),
+      rate_(config.rate),
+      reconstructor_(grid.order, config.reconstruction) {}
+
+bool CalibrationController::is_calibration(std::uint64_t interval) const {
+  return config_.every > 0 && interval % config_.every == config_.every - 1;
+}
+
+SamplePlan CalibrationController::sampled_plan(std::uint64_t interval) const {
+  return sampler_.plan(grid_, rate_.rate(), interval);
+}
+
+SamplePlan CalibrationController::plan(std::uint64_t interval) const {
+  return is_calibration(interval) ? full_plan(grid_) : sampled_plan(interval);
+}
+
+Result<CalibrationResult> CalibrationController::calibrate(std::uint64_t interval,
+                                                           std::span<const PageIndexRange> written) {
+  CalibrationResult result;
+  result.rate_before = rate_.rate();
+  const SamplePlan all = full_plan(grid_);
+  const SamplePlan sampled = sampled_plan(interval);
+  const bool every_slot_live = live_.empty();
+  result.full = exact_density(every_slot_live ? observe(grid_, all.ranges, written)
+                                              : observe(grid_, all.ranges, written, live_));
+  auto stats = reconstructor_.reconstruct(
+      every_slot_live ? observe(grid_, sampled.ranges, written) : observe(grid_, sampled.ranges, written, live_),
+      result.reconstructed);
+  if (!stats) return std::unexpected(stats.error());
+  auto accuracy = measure_accuracy(result.reconstructed, result.full, config_.hot_threshold);
+  if (!accuracy) return std::unexpected(accuracy.error());
+  result.accuracy = *accuracy;
+  result.rate_after = rate_.update(result.accuracy);
+  last_ = result.accuracy;
+  return result;
+}
+
+void CalibrationController::set_grid(PageGrid grid) {
+  if (grid.order != grid_.order) reconstructor_ = Reconstructor(grid.order, config_.reconstruction);
+  grid_ = grid;
+}
+
+}  // namespace haywire::glass

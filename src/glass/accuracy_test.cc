@@ -1,0 +1,158 @@
+#include "haywire/glass/accuracy.h"
+
+#include <gtest/gtest.h>
+
+#include "glass/testing/synthetic_workload.h"
+
+namespace haywire::glass {
+namespace {
+
+DensityMap map_of(unsigned order, std::initializer_list<float> values) {
+  DensityMap m(order);
+  std::copy(values.begin(), values.end(), m.cells.begin());
+  return m;
+}
+
+TEST(MeasureAccuracy, CountsHotCellsAndError) {
+  // order 1: four cells. truth hot: 0, 1. estimate hot: 1, 2.
+  const DensityMap truth = map_of(1, {1.0f, 0.5f, 0.0f, 0.25f});
+  const DensityMap est = map_of(1, {0.25f, 0.75f, 0.5f, 0.25f});
+  const AccuracyReport r = *measure_accuracy(est, truth);
+  EXPECT_EQ(r.true_hot, 2u);
+  EXPECT_EQ(r.estimated_hot, 2u);
+  EXPECT_EQ(r.true_positives, 1u);
+  EXPECT_DOUBLE_EQ(r.precision, 0.5);
+  EXPECT_DOUBLE_EQ(r.recall, 0.5);
+  EXPECT_DOUBLE_EQ(r.f1, 0.5);
+  EXPECT_DOUBLE_EQ(r.normalized_error, (0.75 + 0.25 + 0.5 + 0.0) / 1.75);
+  EXPECT_FALSE(r.trivial());
+}
+
+TEST(MeasureAccuracy, EdgeCasesOfEmptyHotSets) {
+  const DensityMap idle = map_of(1, {0, 0, 0, 0});
+  const DensityMap one = map_of(1, {0, 1, 0, 0});
+  const AccuracyReport both_idle = *measure_accuracy(idle, idle);
+  EXPECT_TRUE(both_idle.trivial());
+  EXPECT_DOUBLE_EQ(both_idle.f1, 1.0);
+  EXPECT_DOUBLE_EQ(both_idle.normalized_error, 0.0);
+  const AccuracyReport missed = *measure_accuracy(idle, one);
+  EXPECT_DOUBLE_EQ(missed.f1, 0.0);
+  EXPECT_DOUBLE_EQ(missed.recall, 0.0);
+  EXPECT_DOUBLE_EQ(missed.normalized_error, 1.0);
+  const AccuracyReport invented = *measure_accuracy(one, idle);
+  EXPECT_DOUBLE_EQ(invented.f1, 0.0);
+  EXPECT_DOUBLE_EQ(invented.precision, 0.0);
+  EXPECT_DOUBLE_EQ(invented.normalized_error, 1.0);  // denominator floored at 1
+  EXPECT_DOUBLE_EQ(measure_accuracy(one, one)->f1, 1.0);
+  EXPECT_DOUBLE_EQ(measure_accuracy(one, one, 2.0f)->f1, 1.0);  // threshold above everything
+}
+
+TEST(MeasureAccuracy, RejectsMapsOfDifferentOrders) {
+  EXPECT_FALSE(measure_accuracy(DensityMap(2), DensityMap(3)).has_value());
+}
+
+AccuracyReport with_f1(double f1) {
+  AccuracyReport r;
+  r.f1 = f1;
+  r.true_hot = 10;
+  r.estimated_hot = 10;
+  r.true_positives = 9;
+  return r;
+}
+
+TEST(AdaptiveRate, RaisesAtOnceLowersSlowlyAndHoldsInTheBand) {
+  AdaptiveRate rate;
+  EXPECT_DOUBLE_EQ(rate.rate(), 0.10);
+  EXPECT_DOUBLE_EQ(rate.update(with_f1(0.8)), 0.15);
+  EXPECT_DOUBLE_EQ(rate.update(with_f1(0.93)), 0.15);  // in [target, comfortable): hold
+  EXPECT_DOUBLE_EQ(rate.update(with_f1(0.99)), 0.15);
+  EXPECT_DOUBLE_EQ(rate.update(with_f1(0.99)), 0.15);
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);  // third comfortable in a row
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);  // the streak starts again
+  EXPECT_NEAR(rate.update(with_f1(0.95)), 0.12, 1e-12);  // the band breaks the streak
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.096, 1e-12);
+}
+
+TEST(AdaptiveRate, StaysWithinBoundsAndIgnoresTrivialIntervals) {
+  AdaptiveRate rate;
+  for (int i = 0; i < 20; ++i) rate.update(with_f1(0.1));
+  EXPECT_DOUBLE_EQ(rate.rate(), kMaxSamplingRate);
+  for (int i = 0; i < 100; ++i) rate.update(with_f1(1.0));
+  EXPECT_DOUBLE_EQ(rate.rate(), kMinSamplingRate);
+  AccuracyReport idle;  // nothing hot anywhere
+  for (int i = 0; i < 10; ++i) rate.update(idle);
+  EXPECT_DOUBLE_EQ(rate.rate(), kMinSamplingRate);
+  AdaptiveRate fixed(AdaptiveRateConfig{.adaptive = false});
+  EXPECT_DOUBLE_EQ(fixed.update(with_f1(0.0)), 0.10);
+}
+
+TEST(CalibrationController, EveryNthIntervalIsFull) {
+  const PageGrid grid = PageGrid::fit(6, 20'000);
+  CalibrationController c(grid, CalibrationConfig{.every = 4});
+  EXPECT_FALSE(c.is_calibration(0));
+  EXPECT_TRUE(c.is_calibration(3));
+  EXPECT_TRUE(c.is_calibration(7));
+  EXPECT_TRUE(c.plan(3).full(grid.page_count));
+  EXPECT_FALSE(c.plan(4).full(grid.page_count));
+  EXPECT_NEAR(static_cast<double>(c.plan(4).armed_pages), 2000, 2);
+  CalibrationController never(grid, CalibrationConfig{.every = 0});
+  EXPECT_FALSE(never.is_calibration(0));
+  EXPECT_FALSE(never.is_calibration(99));
+}
+
+TEST(CalibrationController, MeasuresTheSampledSubsetOfAFullInterval) {
+  using testing::SyntheticWorkload;
+  using testing::Workload;
+  const testing::WorkloadSpec spec{.kind = Workload::kSteadyHotSet};
+  const SyntheticWorkload workload(spec);
+  const PageGrid grid = PageGrid::fit(8, spec.page_count);
+  CalibrationController c(grid, CalibrationConfig{.every = 10});
+  EXPECT_FALSE(c.last().has_value());
+  auto result = c.calibrate(9, workload.written(9));
+  ASSERT_TRUE(result.has_value()) << result.error().message();
+  // The full map is exact: the hot set is four blocks of 1024 cells written at p = 0.9.
+  EXPECT_NEAR(static_cast<double>(result->accuracy.true_hot), 4096, 40);
+  EXPECT_GE(result->accuracy.f1, 0.9);
+  ASSERT_TRUE(c.last().has_value());
+  EXPECT_DOUBLE_EQ(c.last()->f1, result->accuracy.f1);
+  EXPECT_EQ(result->rate_before, 0.10);
+}
+
+TEST(CalibrationController, CountsOnlyLiveSlots) {
+  // Half of the line is reserved for unmapped memory; the live half is written in full. With
+  // the reserved slots counted as pages every density would be diluted below the hot threshold.
+  const PageGrid grid = PageGrid::fit(4, 1024);  // 256 cells x 4 slots
+  CalibrationController c(grid, CalibrationConfig{.every = 1});
+  const std::vector<PageIndexRange> written = {{0, 512}};
+  c.set_live({{0, 1024}});
+  auto all_live = c.calibrate(0, written);
+  ASSERT_TRUE(all_live.has_value());
+  EXPECT_EQ(all_live->accuracy.true_hot, 128u);
+  std::vector<PageIndexRange> alternate;  // slots 0,1 of each cell live, 2,3 reserved
+  for (std::uint64_t s = 0; s < 1024; s += 4) alternate.push_back({s, 2});
+  c.set_live(alternate);
+  const std::vector<PageIndexRange> everything = {{0, 1024}};
+  auto half_live = c.calibrate(1, everything);
+  ASSERT_TRUE(half_live.has_value());
+  EXPECT_EQ(half_live->accuracy.true_hot, 256u);
+  EXPECT_FLOAT_EQ(half_live->full.cells[0], 1.0f);  // 2 of 2 live pages, not 2 of 4
+  EXPECT_DOUBLE_EQ(half_live->accuracy.f1, 1.0);
+}
+
+TEST(CalibrationController, RaisesTheRateWhereReconstructionCannotWork) {
+  // Scattered writes have no locality: F1 stays low, so the rate climbs to the maximum.
+  const testing::WorkloadSpec spec{.kind = testing::Workload::kRandomScattered, .page_count = 1 << 14};
+  const testing::SyntheticWorkload workload(spec);
+  CalibrationController c(PageGrid::fit(6, spec.page_count), CalibrationConfig{.every = 1});
+  for (std::uint64_t t = 0; t < 8; ++t) {
+    auto result = c.calibrate(t, workload.written(t));
+    ASSERT_TRUE(result.has_value());
+    EXPECT_LT(result->accuracy.f1, 0.9);
+  }
+  EXPECT_DOUBLE_EQ(c.rate(), kMaxSamplingRate);
+}
+
+}  // namespace
+}  // namespace haywire::glass

@@ -1,0 +1,161 @@
+#include "haywire/glass/maps.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "haywire/base/fd.h"
+
+namespace haywire::glass {
+namespace {
+
+bool parse_hex_field(std::string_view text, std::uint64_t& out) {
+  if (text.empty() || text.size() > 16) return false;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out, 16);
+  return ec == std::errc() && ptr == text.data() + text.size();
+}
+
+bool parse_dec_field(std::string_view text, std::uint64_t& out) {
+  if (text.empty() || text.size() > 20) return false;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out, 10);
+  return ec == std::errc() && ptr == text.data() + text.size();
+}
+
+// Next space-delimited field; single spaces separate the fixed fields.
+std::string_view next_field(std::string_view& rest) {
+  std::size_t space = rest.find(' ');
+  std::string_view field = rest.substr(0, space);
+  rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
+  return field;
+}
+
+bool valid_permissions(std::string_view p) {
+  return p.size() == 4 && (p[0] == 'r' || p[0] == '-') && (p[1] == 'w' || p[1] == '-') &&
+         (p[2] == 'x' || p[2] == '-') && (p[3] == 'p' || p[3] == 's');
+}
+
+bool valid_device(std::string_view d) {
+  std::size_t colon = d.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == d.size()) return false;
+  std::uint64_t major = 0;
+  std::uint64_t minor = 0;
+  return parse_hex_field(d.substr(0, colon), major) && parse_hex_field(d.substr(colon + 1), minor);
+}
+
+RegionKind classify(const MemoryRegion& r) {
+  const std::string& p = r.path;
+  if (p == "[vdso]") return RegionKind::kVdso;
+  if (p.starts_with("[vvar")) return RegionKind::kVvar;
+  if (p == "[vsyscall]") return RegionKind::kVsyscall;
+  if (r.shared()) return RegionKind::kShared;
+  if (p == "[heap]") return RegionKind::kHeap;
+  if (p == "[stack]" || p.starts_with("[stack:")) return RegionKind::kStack;
+  if (p.empty() || p.starts_with("[anon:")) return RegionKind::kAnonymous;
+  if (p.starts_with("[")) return RegionKind::kSpecial;
+  return RegionKind::kFileBacked;
+}
+
+Result<MemoryRegion> parse_line(std::string_view line, std::size_t number) {
+  auto bad = [&](std::string_view why) {
+    return fail(ParseError{"/proc/PID/maps", fmt::format("line {}: {}", number, why)});
+  };
+  if (line.size() > kMaxMapsLine) return bad("line too long");
+  if (line.find('\0') != std::string_view::npos) return bad("NUL byte");
+  std::string_view rest = line;
+  std::string_view range = next_field(rest);
+  std::size_t dash = range.find('-');
+  if (dash == std::string_view::npos) return bad("address range without '-'");
+  std::uint64_t start = 0;
+  std::uint64_t end = 0;
+  if (!parse_hex_field(range.substr(0, dash), start) || !parse_hex_field(range.substr(dash + 1), end))
+    return bad("bad hex address");
+  if (start >= end) return bad("start is not below end");
+  if (start % kPageSize != 0 || end % kPageSize != 0) return bad("range not page-aligned");
+  MemoryRegion region;
+  region.start = VirtAddr(start);
+  region.end = VirtAddr(end);
+  std::string_view perms = next_field(rest);
+  if (!valid_permissions(perms)) return bad("bad permissions");
+  region.permissions = std::string(perms);
+  if (!parse_hex_field(next_field(rest), region.offset)) return bad("bad offset");
+  std::string_view device = next_field(rest);
+  if (!valid_device(device)) return bad("bad device");
+  region.device = std::string(device);
+  if (!parse_dec_field(next_field(rest), region.inode)) return bad("bad inode");
+  // The kernel pads to a column before the path; the path itself may contain spaces.
+  std::size_t path_start = rest.find_first_not_of(' ');
+  if (path_start != std::string_view::npos) region.path = std::string(rest.substr(path_start));
+  region.kind = classify(region);
+  return region;
+}
+
+}  // namespace
+
+std::string_view to_string(RegionKind kind) {
+  switch (kind) {
+    case RegionKind::kHeap: return "heap";
+    case RegionKind::kStack: return "stack";
+    case RegionKind::kAnonymous: return "anonymous";
+    case RegionKind::kFileBacked: return "file";
+    case RegionKind::kShared: return "shared";
+    case RegionKind::kVdso: return "vdso";
+    case RegionKind::kVvar: return "vvar";
+    case RegionKind::kVsyscall: return "vsyscall";
+    case RegionKind::kSpecial: return "special";
+  }
+  return "unknown";
+}
+
+Result<std::vector<MemoryRegion>> parse_maps(std::string_view text) {
+  std::vector<MemoryRegion> regions;
+  std::size_t number = 0;
+  while (!text.empty()) {
+    std::size_t newline = text.find('\n');
+    std::string_view line = text.substr(0, newline);
+    text = newline == std::string_view::npos ? std::string_view{} : text.substr(newline + 1);
+    ++number;
+    if (line.empty()) continue;
+    auto region = parse_line(line, number);
+    if (!region) return std::unexpected(std::move(region.error()));
+    if (!regions.empty() && region->start < regions.back().end)
+      return fail(ParseError{"/proc/PID/maps", fmt::format("line {}: overlaps or precedes the line before", number)});
+    regions.push_back(std::move(*region));
+  }
+  return regions;
+}
+
+Result<std::vector<MemoryRegion>> read_maps(Pid pid) {
+  std::string path = fmt::format("/proc/{}/maps", pid.value());
+  // Large processes have many thousands of regions; 64 MiB bounds a hostile or runaway one.
+  auto text = read_text_file(path, std::size_t{64} << 20);
+  if (!text) {
+    if (text.error().is<FileNotFound>())
+      return fail(NotFound{fmt::format("process {}", pid.value()), "check the PID (is the process still running?)"});
+    return std::unexpected(std::move(text.error()));
+  }
+  auto regions = parse_maps(*text);
+  if (!regions) return std::unexpected(std::move(regions.error()).with_context(path));
+  return regions;
+}
+
+bool is_trackable(const MemoryRegion& region) {
+  if (!region.writable() || region.shared()) return false;
+  switch (region.kind) {
+    case RegionKind::kHeap:
+    case RegionKind::kStack:
+    case RegionKind::kAnonymous:
+    case RegionKind::kFileBacked:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::vector<MemoryRegion> trackable_regions(std::span<const MemoryRegion> regions) {
+  std::vector<MemoryRegion> out;
+  std::copy_if(regions.begin(), regions.end(), std::back_inserter(out), is_trackable);
+  return out;
+}
+
+}  // namespace haywire::glass

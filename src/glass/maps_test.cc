@@ -1,0 +1,108 @@
+#include "haywire/glass/maps.h"
+
+#include <unistd.h>
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace haywire::glass {
+namespace {
+
+constexpr std::string_view kClassic =
+    "00400000-00452000 r-xp 00000000 08:02 173521      /usr/bin/dbus-daemon\n"
+    "00651000-00652000 rw-p 00051000 08:02 173521      /usr/bin/dbus-daemon\n"
+    "00e03000-00e24000 rw-p 00000000 00:00 0           [heap]\n"
+    "7f1c2a000000-7f1c2a021000 rw-p 00000000 00:00 0 \n"
+    "7f1c2b000000-7f1c2b100000 rw-s 00000000 00:01 1234 /memfd:shared (deleted)\n"
+    "7f1c2c000000-7f1c2c001000 rw-p 00000000 00:00 0    [anon:arena name]\n"
+    "7ffc4d1e0000-7ffc4d201000 rw-p 00000000 00:00 0      [stack]\n"
+    "7ffc4d3f0000-7ffc4d3f4000 r--p 00000000 00:00 0      [vvar]\n"
+    "7ffc4d3f4000-7ffc4d3f6000 r-xp 00000000 00:00 0      [vdso]\n"
+    "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0  [vsyscall]\n";
+
+TEST(Maps, ParsesAndClassifies) {
+  auto regions = parse_maps(kClassic);
+  ASSERT_TRUE(regions) << regions.error().message();
+  ASSERT_EQ(regions->size(), 10u);
+  const auto& r = *regions;
+  EXPECT_EQ(r[0].start, VirtAddr(0x400000));
+  EXPECT_EQ(r[0].end, VirtAddr(0x452000));
+  EXPECT_EQ(r[0].permissions, "r-xp");
+  EXPECT_EQ(r[0].device, "08:02");
+  EXPECT_EQ(r[0].inode, 173521u);
+  EXPECT_EQ(r[0].path, "/usr/bin/dbus-daemon");
+  EXPECT_EQ(r[1].offset, 0x51000u);
+  EXPECT_EQ(r[0].kind, RegionKind::kFileBacked);
+  EXPECT_EQ(r[2].kind, RegionKind::kHeap);
+  EXPECT_EQ(r[3].kind, RegionKind::kAnonymous);
+  EXPECT_EQ(r[3].path, "");
+  EXPECT_EQ(r[4].kind, RegionKind::kShared);
+  EXPECT_EQ(r[5].kind, RegionKind::kAnonymous);
+  EXPECT_EQ(r[5].path, "[anon:arena name]");
+  EXPECT_EQ(r[6].kind, RegionKind::kStack);
+  EXPECT_EQ(r[7].kind, RegionKind::kVvar);
+  EXPECT_EQ(r[8].kind, RegionKind::kVdso);
+  EXPECT_EQ(r[9].kind, RegionKind::kVsyscall);
+}
+
+TEST(Maps, TrackableIsWritablePrivateNonSpecial) {
+  auto regions = parse_maps(kClassic);
+  ASSERT_TRUE(regions);
+  auto trackable = trackable_regions(*regions);
+  std::vector<std::string_view> kinds;
+  for (const auto& r : trackable) kinds.push_back(to_string(r.kind));
+  EXPECT_EQ(kinds, (std::vector<std::string_view>{"file", "heap", "anonymous", "anonymous", "stack"}));
+}
+
+TEST(Maps, RejectsHostileInput) {
+  const char* bad[] = {
+      "zz000-1000 rw-p 00000000 00:00 0\n",                         // bad hex
+      "2000-1000 rw-p 00000000 00:00 0\n",                          // start > end
+      "1000-1000 rw-p 00000000 00:00 0\n",                          // empty
+      "1000-2001 rw-p 00000000 00:00 0\n",                          // unaligned
+      "1000 rw-p 00000000 00:00 0\n",                               // no dash
+      "1000-2000 rw-p\n",                                           // missing fields
+      "1000-2000 rwxq 00000000 00:00 0\n",                          // bad permissions
+      "1000-2000 rw-p 00000000 0000 0\n",                           // bad device
+      "1000-2000 rw-p 00000000 00:00 x\n",                          // bad inode
+      "1000-2000 rw-p 00000000 00:00 0\n1000-3000 rw-p 0 00:00 0\n",  // overlap
+      "10000000000000000-10000000000001000 rw-p 0 00:00 0\n",       // > 64 bits
+  };
+  for (const char* text : bad) EXPECT_FALSE(parse_maps(text)) << text;
+  std::string with_nul = "1000-2000 rw-p 00000000 00:00 0 /a";
+  with_nul += '\0';
+  with_nul += "b\n";
+  EXPECT_FALSE(parse_maps(with_nul));
+  std::string long_line = "1000-2000 rw-p 00000000 00:00 0 /" + std::string(kMaxMapsLine, 'a') + "\n";
+  auto result = parse_maps(long_line);
+  ASSERT_FALSE(result);
+  EXPECT_NE(result.error().message().find("line 1"), std::string::npos) << result.error().message();
+}
+
+TEST(Maps, EmptyAndBlankLinesAreFine) {
+  auto empty = parse_maps("");
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+  auto regions = parse_maps("\n1000-2000 rw-p 00000000 00:00 0\n\n");
+  ASSERT_TRUE(regions);
+  EXPECT_EQ(regions->size(), 1u);
+}
+
+TEST(Maps, ReadsOwnMaps) {
+  auto regions = read_maps(Pid(::getpid()));
+  ASSERT_TRUE(regions) << regions.error().message();
+  bool stack = false;
+  for (const auto& r : *regions) stack = stack || r.kind == RegionKind::kStack;
+  EXPECT_TRUE(stack);
+  EXPECT_FALSE(trackable_regions(*regions).empty());
+}
+
+TEST(Maps, MissingProcessIsNotFound) {
+  auto regions = read_maps(Pid(0x7ffffff0));
+  ASSERT_FALSE(regions);
+  EXPECT_TRUE(regions.error().is<NotFound>()) << regions.error().message();
+}
+
+}  // namespace
+}  // namespace haywire::glass

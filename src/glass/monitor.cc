@@ -1,0 +1,424 @@
+#include "haywire/glass/monitor.h"
+
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <unordered_map>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "haywire/glass/accuracy.h"
+#include "haywire/glass/attach.h"
+#include "haywire/glass/detectors.h"
+#include "haywire/glass/kernel_support.h"
+#include "haywire/glass/reconstruct.h"
+#include "haywire/glass/sampling.h"
+#include "haywire/glass/thread_sampler.h"
+#include "haywire/glass/tracker.h"
+
+namespace haywire::glass {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Descriptors asked of the target: the async tracking context, and a sync one for the thread
+// sampler.
+constexpr int kDescriptors = 2;
+
+UffdFeatures async_features(const KernelSupport& k, bool follow_forks) {
+  UffdFeatures f;
+  f.wp_async = true;
+  f.wp_unpopulated = true;
+  // Layout events keep the tracker's registrations right without waiting for the next maps
+  // re-read. EVENT_FORK needs CAP_SYS_PTRACE in the monitor; only asked for when following.
+  f.event_remap = true;
+  f.event_remove = true;
+  f.event_unmap = true;
+  f.event_fork = follow_forks && k.cap_sys_ptrace;
+  return f;
+}
+
+std::vector<VirtRange> to_virt(std::span<const PageRange> ranges) {
+  std::vector<VirtRange> out;
+  out.reserve(ranges.size());
+  for (const auto& r : ranges) out.push_back(VirtRange{r.start, r.end});
+  return out;
+}
+
+// Written address ranges -> sorted, coalesced ranges of line slots.
+std::vector<PageIndexRange> to_slots(const AddressLayout& layout, std::span<const PageRange> written) {
+  std::vector<PageIndexRange> slots;
+  for (const auto& r : written) {
+    for (VirtAddr page = r.start; page < r.end; page = page + kPageSize) {
+      auto slot = layout.slot_of(page);
+      if (!slot) continue;
+      if (!slots.empty() && slots.back().end() == *slot) {
+        ++slots.back().count;
+      } else {
+        slots.push_back(PageIndexRange{*slot, 1});
+      }
+    }
+  }
+  std::sort(slots.begin(), slots.end(),
+            [](const PageIndexRange& a, const PageIndexRange& b) { return a.first < b.first; });
+  std::vector<PageIndexRange> merged;
+  for (const auto& s : slots) {
+    if (!merged.empty() && merged.back().end() >= s.first) {
+      merged.back().count = std::max(merged.back().end(), s.end()) - merged.back().first;
+    } else {
+      merged.push_back(s);
+    }
+  }
+  return merged;
+}
+
+PageGrid grid_of(const AddressLayout& layout) {
+  return PageGrid{.order = layout.order(), .page_count = layout.line_pages(),
+                  .pages_per_cell = layout.pages_per_cell()};
+}
+
+}  // namespace
+
+struct Monitor::State {
+  MonitorOptions options;
+  Pid pid;
+  std::string how;
+  UniqueFd pidfd;
+  std::optional<LaunchedTarget> launched;
+  std::optional<Tracker> tracker;
+  AddressLayout layout;
+  std::optional<CalibrationController> controller;
+  AvalancheDetector avalanche;
+  PhaseTransitionDetector phase;
+  std::uint64_t interval = 0;
+  std::uint64_t events = 0;
+  std::vector<PageIndexRange> armed;  // slots armed this interval (sampled plan)
+  bool armed_full = true;
+  bool thread_sampling = false;
+  bool exited = false;
+  std::optional<int> exit_status;
+  std::unordered_map<std::uint32_t, std::uint8_t> thread_slots;  // tid -> colour slot
+  Clock::time_point interval_start;
+
+  explicit State(AddressLayout l) : layout(std::move(l)) {}
+
+  bool poll_exit() {
+    if (exited) return true;
+    if (!pidfd) return false;
+    pollfd p{pidfd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP)) != 0) exited = true;
+    return exited;
+  }
+
+  // Arms the plan of `interval` (sampled mode), or everything.
+  Result<void> arm(std::uint64_t for_interval) {
+    if (options.full || !controller) return {};
+    SamplePlan plan = controller->plan(for_interval);
+    if (plan.full(controller->grid().page_count)) {
+      armed.clear();
+      if (!armed_full) {
+        if (auto r = tracker->set_full(); !r) return r;
+      }
+      armed_full = true;
+      return {};
+    }
+    std::vector<PageRange> ranges;
+    for (const auto& slots : plan.ranges) {
+      for (const auto& v : layout.ranges_of_slots(slots.first, slots.count)) ranges.push_back(PageRange{v.start, v.end});
+    }
+    std::sort(ranges.begin(), ranges.end(), [](const PageRange& a, const PageRange& b) { return a.start < b.start; });
+    armed = std::move(plan.ranges);
+    armed_full = false;
+    return tracker->set_sampled(std::move(ranges));
+  }
+
+  Result<void> refresh_layout() {
+    auto regions = to_virt(tracker->tracked());
+    auto update = layout.update(regions);
+    if (!update) return std::unexpected(update.error());
+    if (layout.order() == 0) return {};
+    PageGrid grid = grid_of(layout);
+    if (!controller) {
+      CalibrationConfig config;
+      config.every = options.calibrate_every;
+      config.rate.initial_rate = std::clamp(options.sampling_rate, kMinSamplingRate, kMaxSamplingRate);
+      config.rate.adaptive = options.adaptive;
+      controller.emplace(grid, config);
+    } else if (grid.page_count != controller->grid().page_count ||
+               grid.pages_per_cell != controller->grid().pages_per_cell) {
+      controller->set_grid(grid);
+    }
+    return {};
+  }
+
+  ThreadActivity thread_activity(const ThreadWrites& writes) {
+    ThreadActivity activity;
+    activity.order = layout.order();
+    std::size_t cells = std::size_t{1} << (2 * activity.order);
+    activity.slot.assign(cells, kNoThread);
+    activity.rate.assign(cells, 0.0f);
+    // Per cell, writes by the dominant thread; ties keep the first.
+    std::vector<std::uint32_t> best(cells, 0);
+    std::unordered_map<std::uint64_t, std::uint32_t> per_cell_thread;  // (cell << 8 | slot) -> count
+    std::uint32_t max_count = 0;
+    for (const auto& [tid, pages] : writes.by_thread) {
+      auto [it, inserted] = thread_slots.try_emplace(tid, static_cast<std::uint8_t>(thread_slots.size() % kMaxThreadSlots));
+      std::uint8_t slot = it->second;
+      for (VirtAddr page : pages) {
+        auto cell = layout.cell_of(page);
+        if (!cell) continue;
+        std::size_t index = std::size_t{cell->y} * layout.side() + cell->x;
+        std::uint32_t count = ++per_cell_thread[(std::uint64_t{index} << 8) | slot];
+        if (count > best[index]) {
+          best[index] = count;
+          activity.slot[index] = slot;
+        }
+        max_count = std::max(max_count, count);
+      }
+    }
+    if (max_count > 0) {
+      for (std::size_t i = 0; i < cells; ++i) {
+        if (best[i] > 0) activity.rate[i] = static_cast<float>(best[i]) / static_cast<float>(max_count);
+      }
+    }
+    return activity;
+  }
+};
+
+Monitor::Monitor(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Monitor::~Monitor() {
+  if (state_) (void)detach();
+}
+Monitor::Monitor(Monitor&&) noexcept = default;
+Monitor& Monitor::operator=(Monitor&&) noexcept = default;
+
+namespace {
+
+Result<std::unique_ptr<Monitor::State>> start_tracking(std::unique_ptr<Monitor::State> state, TargetUffds uffds) {
+  const KernelSupport& k = kernel_support();
+  if (uffds.fds.size() < 1) return fail(InvalidArgument{"no userfaultfd descriptor from the target"});
+  auto async = Uffd::open(std::move(uffds.fds[0]), async_features(k, state->options.follow_forks));
+  if (!async) return std::unexpected(async.error());
+  TrackerOptions tracker_options;
+  tracker_options.follow_forks = state->options.follow_forks;
+  auto tracker = Tracker::create(state->pid, std::move(*async), tracker_options);
+  if (!tracker) return std::unexpected(tracker.error());
+  state->tracker.emplace(std::move(*tracker));
+  state->tracker->on_event([raw = state.get()](TrackerEvent&) { ++raw->events; });
+  // Synchronous write-protect in a context made with UFFD_USER_MODE_ONLY would make a write
+  // the kernel does for the target (read(2) into a sampled page) fail with EFAULT: only sample
+  // threads with full contexts.
+  if (state->options.thread_sampling && uffds.fds.size() >= 2 && !uffds.user_mode_only && k.has(0)) {
+    UffdFeatures sync;
+    sync.thread_id = true;
+    if (auto s = Uffd::open(std::move(uffds.fds[1]), sync); s) {
+      if (auto enabled = state->tracker->enable_thread_sampling(std::move(*s), ThreadSamplerOptions{}); enabled) {
+        state->thread_sampling = true;
+      }
+    }
+  }
+  if (auto r = state->refresh_layout(); !r) return std::unexpected(r.error());
+  if (auto r = state->arm(0); !r) return std::unexpected(r.error());
+  state->interval_start = Clock::now();
+  return state;
+}
+
+Result<AddressLayout> make_layout(const MonitorOptions& options) {
+  LayoutOptions layout_options;
+  layout_options.order = options.order;
+  return AddressLayout::create(layout_options);
+}
+
+}  // namespace
+
+Result<Monitor> Monitor::launch(std::span<const std::string> argv, MonitorOptions options) {
+  const KernelSupport& k = kernel_support();
+  if (auto r = require_async_tracking(k); !r) return std::unexpected(r.error());
+  auto layout = make_layout(options);
+  if (!layout) return std::unexpected(layout.error());
+  auto launched = launch_with_agent(argv, kDescriptors);
+  if (!launched) return std::unexpected(launched.error());
+  auto state = std::make_unique<State>(std::move(*layout));
+  state->options = options;
+  state->pid = launched->pid;
+  state->how = fmt::format("launched {} as pid {} with the agent", argv.empty() ? "" : argv[0], launched->pid.value());
+  TargetUffds uffds = std::move(launched->uffds);
+  state->launched.emplace(std::move(*launched));
+  auto started = start_tracking(std::move(state), std::move(uffds));
+  if (!started) return std::unexpected(started.error());  // LaunchedTarget's destructor lets it run
+  if (auto r = (*started)->launched->release(); !r) return std::unexpected(r.error());
+  return Monitor(std::move(*started));
+}
+
+Result<Monitor> Monitor::attach(Pid pid, MonitorOptions options) {
+  const KernelSupport& k = kernel_support();
+  if (auto r = require_async_tracking(k); !r) return std::unexpected(r.error());
+  auto layout = make_layout(options);
+  if (!layout) return std::unexpected(layout.error());
+  auto uffds = inject_userfaultfds(pid, kDescriptors);
+  if (!uffds) return std::unexpected(uffds.error());
+  auto state = std::make_unique<State>(std::move(*layout));
+  state->options = options;
+  state->pid = pid;
+  state->how = fmt::format("attached to pid {} (target paused {:.1f} ms)", pid.value(),
+                           std::chrono::duration<double, std::milli>(uffds->target_paused).count());
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid.value(), 0));
+  if (pidfd >= 0) state->pidfd.reset(pidfd);
+  auto started = start_tracking(std::move(state), std::move(*uffds));
+  if (!started) return std::unexpected(started.error());
+  return Monitor(std::move(*started));
+}
+
+Result<IntervalReport> Monitor::next(const volatile bool* stop) {
+  State& s = *state_;
+  if (!s.tracker) return fail(InvalidArgument{"the monitor is detached"});
+  const auto deadline = s.interval_start + s.options.interval;
+  while (Clock::now() < deadline) {
+    if (stop != nullptr && *stop) break;
+    if (s.launched && s.launched->pidfd) {
+      pollfd p{s.launched->pidfd.get(), POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0) s.exited = true;
+    } else if (s.poll_exit()) {
+      // exited
+    }
+    if (s.exited) break;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    auto waited = s.tracker->wait_events(static_cast<int>(std::clamp<long long>(left, 0, 20)));
+    if (!waited) {
+      if (s.launched && s.launched->pidfd) {
+        pollfd p{s.launched->pidfd.get(), POLLIN, 0};
+        if (::poll(&p, 1, 0) > 0) s.exited = true;
+      }
+      if (s.poll_exit() || s.exited) break;
+      return std::unexpected(waited.error());
+    }
+  }
+
+  IntervalReport report;
+  report.index = s.interval;
+  const auto now = Clock::now();
+  report.length = now - s.interval_start;
+  s.interval_start = now;
+  const double seconds = std::max(std::chrono::duration<double>(report.length).count(), 1e-6);
+
+  auto scan = s.tracker->scan();
+  if (!scan) {
+    // A target that exited mid-scan has no maps or pagemap left: report the interval as empty.
+    if (s.exited || s.poll_exit()) {
+      scan = ScanResult{};
+    } else {
+      return std::unexpected(scan.error());
+    }
+  }
+  report.written = to_virt(scan->written);
+  report.written_pages = scan->written_pages;
+  report.armed_pages = scan->armed_pages;
+  report.tracked_pages = scan->tracked_pages;
+  if (!s.exited) {
+    if (auto r = s.refresh_layout(); !r) return std::unexpected(r.error());
+  }
+
+  GlassTelemetry& t = report.telemetry;
+  t.interval_ms = seconds * 1e3;
+  t.fault_rate = static_cast<double>(scan->written_pages) / seconds;
+  t.hilbert_order = s.layout.order();
+  t.mode = s.options.full ? SamplingMode::kFull : SamplingMode::kSampled;
+
+  if (s.layout.order() == 0) {
+    report.density = DensityMap(kMinHilbertOrder);
+  } else if (s.options.full || !s.controller) {
+    CellCounts counts;
+    s.layout.count_ranges(report.written, counts);
+    report.density = s.layout.density(counts);
+    t.pages_written_per_s = t.fault_rate;
+    t.working_set_pages = scan->written_pages;
+    t.sampling_rate = 1.0;
+  } else {
+    auto slots = to_slots(s.layout, scan->written);
+    if (s.armed_full && s.controller->is_calibration(s.interval)) {
+      report.calibration = true;
+      auto calibration = s.controller->calibrate(s.interval, slots);
+      if (!calibration) return std::unexpected(calibration.error());
+      report.density = std::move(calibration->full);
+      t.pages_written_per_s = t.fault_rate;
+      t.working_set_pages = scan->written_pages;
+    } else if (s.armed_full) {
+      // Everything was armed (the plan covered every page): the exact map.
+      Observation full = observe(s.controller->grid(), full_plan(s.controller->grid()).ranges, slots);
+      report.density = exact_density(full);
+      t.pages_written_per_s = t.fault_rate;
+      t.working_set_pages = scan->written_pages;
+    } else {
+      Observation obs = observe(s.controller->grid(), s.armed, slots);
+      auto stats = s.controller->reconstructor().reconstruct(obs, report.density);
+      if (!stats) return std::unexpected(stats.error());
+      t.pages_written_per_s = stats->estimated_written_pages / seconds;
+      t.working_set_pages = static_cast<std::uint64_t>(stats->estimated_written_pages + 0.5);
+    }
+    t.sampling_rate = s.controller->rate();
+    if (const auto& last = s.controller->last(); last) {
+      t.reconstruction_f1 = last->f1;
+      t.reconstruction_error = last->normalized_error;
+    }
+  }
+
+  if (s.thread_sampling) {
+    if (const ThreadWrites* writes = s.tracker->last_thread_writes(); writes != nullptr) {
+      t.active_threads = static_cast<std::uint32_t>(writes->active_threads());
+      if (s.layout.order() != 0) report.threads = s.thread_activity(*writes);
+    }
+  }
+
+  if (report.density.order != 0) {
+    auto avalanche = s.avalanche.update(report.density);
+    auto phase = s.phase.update(report.density);
+    t.memory_avalanche_detected = avalanche.detected;
+    t.phase_transition_detected = phase.detected;
+    report.avalanche_mask = std::move(avalanche.mask);
+    report.phase_mask = std::move(phase.mask);
+  }
+  t.events = s.events;
+
+  ++s.interval;
+  if (!s.exited) {
+    if (auto r = s.arm(s.interval); !r) {
+      if (!s.poll_exit()) return std::unexpected(r.error());
+    }
+  }
+  return report;
+}
+
+bool Monitor::target_exited() const {
+  if (state_->launched && state_->launched->pidfd) {
+    pollfd p{state_->launched->pidfd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) state_->exited = true;
+  }
+  return state_->poll_exit();
+}
+std::optional<int> Monitor::exit_status() const { return state_->exit_status; }
+Pid Monitor::pid() const { return state_->pid; }
+const AddressLayout& Monitor::layout() const { return state_->layout; }
+bool Monitor::thread_sampling() const { return state_->thread_sampling; }
+const std::string& Monitor::how() const { return state_->how; }
+
+Result<void> Monitor::detach() {
+  if (!state_ || !state_->tracker) return {};
+  auto result = state_->tracker->detach();
+  state_->tracker.reset();
+  return result;
+}
+
+Result<int> Monitor::wait_target() {
+  if (!state_->launched) return fail(InvalidArgument{"only a launched target can be waited for"});
+  if (state_->exit_status) return *state_->exit_status;
+  auto status = state_->launched->wait();
+  if (status) state_->exit_status = *status;
+  return status;
+}
+
+}  // namespace haywire::glass

@@ -1,0 +1,130 @@
+#include "haywire/glass/sampling.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+
+namespace haywire::glass {
+namespace {
+
+std::vector<bool> armed_pages(const SamplePlan& plan, std::uint64_t pages) {
+  std::vector<bool> armed(pages, false);
+  for (const PageIndexRange& r : plan.ranges) {
+    for (std::uint64_t p = r.first; p < r.end(); ++p) armed[p] = true;
+  }
+  return armed;
+}
+
+void expect_sorted_disjoint(const SamplePlan& plan, std::uint64_t pages) {
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < plan.ranges.size(); ++i) {
+    EXPECT_GT(plan.ranges[i].count, 0u);
+    EXPECT_LE(plan.ranges[i].end(), pages);
+    if (i > 0) {
+      EXPECT_GT(plan.ranges[i].first, plan.ranges[i - 1].end()) << "ranges must not touch";
+    }
+    total += plan.ranges[i].count;
+  }
+  EXPECT_EQ(total, plan.armed_pages);
+}
+
+TEST(PageGrid, FitsPagesIntoCellsInOrder) {
+  const PageGrid grid = PageGrid::fit(2, 50);  // 16 cells, 4 pages each (the last 3 cells empty)
+  EXPECT_EQ(grid.pages_per_cell, 4u);
+  EXPECT_EQ(grid.cell_of(0), 0u);
+  EXPECT_EQ(grid.cell_of(49), 12u);
+  EXPECT_EQ(grid.pages_in(11), 4u);
+  EXPECT_EQ(grid.pages_in(12), 2u);
+  EXPECT_EQ(grid.pages_in(13), 0u);
+  EXPECT_EQ(PageGrid::fit(8, 10).pages_per_cell, 1u);
+}
+
+TEST(Sampler, ArmsTheRequestedShareInSortedDisjointRanges) {
+  const PageGrid grid = PageGrid::fit(8, 1 << 18);
+  for (double rate : {0.05, 0.1, 0.15, 0.3, 0.5}) {
+    for (std::uint64_t run : {0, 1, 3}) {
+      const SamplePlan plan = Sampler(SamplerConfig{.run_pages = run}).plan(grid, rate, 7);
+      expect_sorted_disjoint(plan, grid.page_count);
+      const double actual = static_cast<double>(plan.armed_pages) / static_cast<double>(grid.page_count);
+      EXPECT_NEAR(actual, rate, 0.01) << "rate " << rate << " run " << run;
+    }
+  }
+}
+
+TEST(Sampler, RespectsTheRangeBudget) {
+  const PageGrid grid = PageGrid::fit(8, 1 << 20);
+  const SamplePlan plan = Sampler(SamplerConfig{.max_ranges = 1000}).plan(grid, 0.1, 0);
+  EXPECT_LE(plan.ranges.size(), 1001u);
+  EXPECT_EQ(plan.run_pages, 105u);  // ceil(104858 armed / 1000 ranges)
+}
+
+TEST(Sampler, EveryNeighbourhoodGetsSamples) {
+  // Stratified: no stretch of the page line longer than one stratum is left without a sample.
+  const PageGrid grid = PageGrid::fit(6, 100'000);
+  const SamplePlan plan = Sampler(SamplerConfig{.run_pages = 2}).plan(grid, 0.1, 3);
+  ASSERT_FALSE(plan.ranges.empty());
+  EXPECT_LE(plan.ranges.front().first, 20u);
+  for (std::size_t i = 1; i < plan.ranges.size(); ++i) {
+    EXPECT_LE(plan.ranges[i].first - plan.ranges[i - 1].end(), 19u);
+  }
+  EXPECT_LE(grid.page_count - plan.ranges.back().end(), 20u);
+}
+
+TEST(Sampler, RotatesAndCoversEveryPageOncePerCycle) {
+  const PageGrid grid = PageGrid::fit(4, 5000);
+  const Sampler sampler(SamplerConfig{.seed = 42, .run_pages = 1});
+  std::vector<int> times(grid.page_count, 0);
+  std::set<std::uint64_t> firsts;
+  for (std::uint64_t t = 0; t < 10; ++t) {  // rate 0.1: a cycle of 10 intervals
+    const SamplePlan plan = sampler.plan(grid, 0.1, t);
+    firsts.insert(plan.ranges.front().first);
+    const auto armed = armed_pages(plan, grid.page_count);
+    for (std::uint64_t p = 0; p < grid.page_count; ++p) times[p] += armed[p];
+  }
+  EXPECT_EQ(firsts.size(), 10u) << "each interval of a cycle must arm a different subset";
+  EXPECT_TRUE(std::all_of(times.begin(), times.end(), [](int n) { return n == 1; }));
+}
+
+TEST(Sampler, IsDeterministicInSeedAndInterval) {
+  const PageGrid grid = PageGrid::fit(8, 300'000);
+  const Sampler a(SamplerConfig{.seed = 1});
+  const Sampler b(SamplerConfig{.seed = 1});
+  const Sampler c(SamplerConfig{.seed = 2});
+  EXPECT_EQ(a.plan(grid, 0.1, 5).ranges, b.plan(grid, 0.1, 5).ranges);
+  bool differs = false;
+  for (std::uint64_t t = 0; t < 20; ++t) differs |= a.plan(grid, 0.1, t).ranges != c.plan(grid, 0.1, t).ranges;
+  EXPECT_TRUE(differs) << "another seed must give another rotation";
+}
+
+TEST(Sampler, FullRateAndDegenerateInputs) {
+  const PageGrid grid = PageGrid::fit(3, 1000);
+  const Sampler sampler;
+  const SamplePlan all = sampler.plan(grid, 1.0, 0);
+  ASSERT_EQ(all.ranges.size(), 1u);
+  EXPECT_EQ(all.ranges[0], (PageIndexRange{0, 1000}));
+  EXPECT_TRUE(all.full(1000));
+  EXPECT_TRUE(sampler.plan(PageGrid::fit(3, 0), 0.1, 0).ranges.empty());
+  const SamplePlan nan = sampler.plan(grid, std::numeric_limits<double>::quiet_NaN(), 0);
+  EXPECT_NEAR(static_cast<double>(nan.armed_pages), 1000 * kMinSamplingRate, 2);
+  const SamplePlan tiny = sampler.plan(PageGrid::fit(3, 3), 0.1, 0);
+  EXPECT_EQ(tiny.armed_pages, 1u);
+}
+
+TEST(PagesPerCell, CountsRangesAcrossCellBoundaries) {
+  const PageGrid grid = PageGrid::fit(1, 14);  // 4 cells of 4 pages, the last holds 2
+  const std::vector<PageIndexRange> ranges = {{1, 6}, {9, 1}, {12, 10}};
+  const auto counts = pages_per_cell(grid, ranges);
+  EXPECT_EQ(counts, (std::vector<std::uint32_t>{3, 3, 1, 2}));
+}
+
+TEST(Intersect, KeepsOnlyCommonPages) {
+  const std::vector<PageIndexRange> a = {{0, 10}, {20, 5}, {30, 1}};
+  const std::vector<PageIndexRange> b = {{5, 20}, {26, 5}};
+  EXPECT_EQ(intersect(a, b), (std::vector<PageIndexRange>{{5, 5}, {20, 5}, {30, 1}}));
+  EXPECT_TRUE(intersect(a, {}).empty());
+}
+
+}  // namespace
+}  // namespace haywire::glass

@@ -1,0 +1,327 @@
+#include "haywire/glass/tracker.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "haywire/base/fd.h"
+#include "haywire/base/parse.h"
+#include "haywire/glass/thread_sampler.h"
+
+namespace haywire::glass {
+namespace {
+
+std::uint64_t total_pages(const std::vector<PageRange>& ranges) {
+  std::uint64_t pages = 0;
+  for (const PageRange& r : ranges) pages += r.pages();
+  return pages;
+}
+
+std::vector<PageRange> union_ranges(std::vector<PageRange> a, const std::vector<PageRange>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  normalize_ranges(a);
+  return a;
+}
+
+// Up to `limit` page addresses spread evenly over `ranges`.
+std::vector<VirtAddr> spread_pages(const std::vector<PageRange>& ranges, std::size_t limit) {
+  std::vector<VirtAddr> out;
+  std::uint64_t total = total_pages(ranges);
+  if (total == 0 || limit == 0) return out;
+  std::uint64_t step = std::max<std::uint64_t>(1, total / limit);
+  std::uint64_t index = 0;
+  for (const PageRange& r : ranges) {
+    for (std::uint64_t p = 0; p < r.pages(); ++p, ++index) {
+      if (index % step == 0 && out.size() < limit) out.push_back(r.start + p * kPageSize);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Tracker::Tracker(Pid pid, Uffd uffd, PagemapScanner scanner, TrackerOptions options)
+    : pid_(pid), uffd_(std::move(uffd)), scanner_(std::move(scanner)), options_(std::move(options)) {}
+Tracker::~Tracker() { (void)detach(); }
+Tracker::Tracker(Tracker&&) noexcept = default;
+Tracker& Tracker::operator=(Tracker&&) noexcept = default;
+
+Result<Tracker> Tracker::create(Pid pid, Uffd async_uffd, TrackerOptions options) {
+  if (!async_uffd.features().wp_async)
+    return fail(InvalidArgument{"the tracker needs a userfaultfd opened with wp_async"});
+  auto scanner = PagemapScanner::open(pid);
+  if (!scanner) return std::unexpected(std::move(scanner.error()));
+  Tracker tracker(pid, std::move(async_uffd), std::move(*scanner), std::move(options));
+  auto refreshed = tracker.refresh_layout(false);
+  if (!refreshed) {
+    (void)tracker.detach();
+    return std::unexpected(std::move(refreshed.error()));
+  }
+  return tracker;
+}
+
+std::vector<PageRange> Tracker::excluded() const {
+  return sampler_ ? sampler_->carved() : std::vector<PageRange>{};
+}
+
+Result<void> Tracker::protect(const std::vector<PageRange>& ranges, bool enable) {
+  for (const PageRange& r : subtract_ranges(ranges, excluded())) {
+    ++ioctls_;
+    auto done = uffd_.write_protect(r.start, r.bytes(), enable);
+    if (!done) {
+      // EAGAIN: a layout event is pending; read it (it unblocks the target) and retry once.
+      auto* sys = done.error().as<SystemCallFailed>();
+      if (sys == nullptr || sys->err != EAGAIN) return done;
+      if (auto events = process_events(); !events) return std::unexpected(std::move(events.error()));
+      ++ioctls_;
+      if (auto again = uffd_.write_protect(r.start, r.bytes(), enable); !again) return again;
+    }
+  }
+  return {};
+}
+
+Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
+  auto maps = read_maps(pid_);
+  if (!maps) return std::unexpected(std::move(maps.error()));
+  std::vector<PageRange> desired;
+  std::vector<PageRange> added;
+  unsigned skipped = 0;
+  Refresh result;
+  for (const MemoryRegion& region : *maps) {
+    bool wanted = options_.filter ? options_.filter(region)
+                                  : is_trackable(region) && region.size() <= options_.max_region_bytes;
+    if (!wanted) continue;
+    std::vector<PageRange> whole{{region.start, region.end}};
+    std::vector<PageRange> todo = force_register ? whole : subtract_ranges(whole, registered_);
+    bool ok = true;
+    for (const PageRange& piece : subtract_ranges(todo, excluded())) {
+      ++ioctls_;
+      if (!uffd_.register_wp(piece.start, piece.bytes())) {
+        ok = false;
+        break;
+      }
+      added.push_back(piece);
+    }
+    if (!ok) {
+      // Mappings the kernel cannot write-protect (VM_PFNMAP, hugetlb without support...) or
+      // one that vanished since the read: leave it untracked.
+      ++skipped;
+      continue;
+    }
+    desired.push_back({region.start, region.end});
+  }
+  normalize_ranges(desired);
+  normalize_ranges(added);
+  std::vector<PageRange> gone = subtract_ranges(registered_, desired);
+  std::vector<PageRange> fresh = subtract_ranges(added, registered_);
+  result.added = static_cast<unsigned>(fresh.size());
+  result.removed = static_cast<unsigned>(gone.size());
+  registered_ = desired;
+  ever_registered_ = union_ranges(ever_registered_, added);
+  regions_ = std::move(*maps);
+  skipped_ = skipped;
+  if (sampled_) armed_ = intersect_ranges(armed_, registered_);
+  // Full mode watches new memory from now on; sampled mode leaves it unarmed (not in the sample).
+  // A forced pass re-arms everything it registered: it runs after the kernel said a range was
+  // not (or no longer) registered, so the previous arming is gone anyway.
+  if (!sampled_ && !added.empty()) {
+    if (auto armed = protect(force_register ? added : fresh, true); !armed) return std::unexpected(std::move(armed.error()));
+  }
+  return result;
+}
+
+Result<ScanResult> Tracker::scan() {
+  if (detached_) return fail(InvalidArgument{"scan() after detach()"});
+  std::uint64_t ioctls_before = ioctls_ + scanner_.ioctls();
+  ScanResult result;
+  ThreadWrites thread_writes;
+  if (sampler_) {
+    auto closed = sampler_->end_interval(uffd_, !sampled_);
+    if (!closed) return std::unexpected(std::move(closed.error()));
+    thread_writes = std::move(*closed);
+  }
+  auto refreshed = refresh_layout(false);
+  if (!refreshed) return std::unexpected(std::move(refreshed.error()));
+  result.regions_added = refreshed->added;
+  result.regions_removed = refreshed->removed;
+  for (int attempt = 0;; ++attempt) {
+    result.written.clear();
+    const std::vector<PageRange>& watched = sampled_ ? armed_ : registered_;
+    Result<std::uint64_t> pages = 0;
+    for (const PageRange& r : subtract_ranges(watched, excluded())) {
+      pages = scanner_.collect_written(r.start, r.end, result.written, true);
+      if (!pages) break;
+    }
+    if (pages) break;
+    // A watched range holds memory our context does not cover: it was unmapped and mapped again
+    // between two reads of the layout. Register everything again and rescan once.
+    if (attempt > 0 || !pages.error().is<Unsupported>()) return std::unexpected(std::move(pages.error()));
+    auto again = refresh_layout(true);
+    if (!again) return std::unexpected(std::move(again.error()));
+    result.layout_changed = true;
+  }
+  for (const auto& [tid, pages] : thread_writes.by_thread)
+    for (VirtAddr page : pages) result.written.push_back({page, page + kPageSize});
+  normalize_ranges(result.written);
+  result.written_pages = total_pages(result.written);
+  result.tracked_pages = total_pages(registered_);
+  result.armed_pages = sampled_ ? total_pages(armed_) : result.tracked_pages;
+  result.sampled = sampled_;
+  result.layout_changed = result.layout_changed || result.regions_added != 0 || result.regions_removed != 0;
+  if (sampler_) {
+    // Sample threads where writing happens now: pages written in this interval.
+    auto candidates = spread_pages(sampled_ ? intersect_ranges(result.written, armed_) : result.written,
+                                   sampler_->max_pages());
+    if (auto begun = sampler_->begin_interval(uffd_, candidates); !begun) return std::unexpected(std::move(begun.error()));
+    last_thread_writes_ = std::move(thread_writes);
+  }
+  result.ioctls = ioctls_ + scanner_.ioctls() - ioctls_before;
+  return result;
+}
+
+Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
+  if (detached_) return fail(InvalidArgument{"set_sampled() after detach()"});
+  for (PageRange& r : ranges) {
+    r.start = VirtAddr(r.start.value() & ~(kPageSize - 1));
+    r.end = VirtAddr((r.end.value() + kPageSize - 1) & ~(kPageSize - 1));
+  }
+  normalize_ranges(ranges);
+  std::vector<PageRange> next = intersect_ranges(ranges, registered_);
+  const std::vector<PageRange>& current = sampled_ ? armed_ : registered_;
+  if (auto off = protect(subtract_ranges(current, next), false); !off) return off;
+  if (auto on = protect(subtract_ranges(next, current), true); !on) return on;
+  armed_ = std::move(next);
+  sampled_ = true;
+  return {};
+}
+
+Result<void> Tracker::set_full() {
+  if (detached_) return fail(InvalidArgument{"set_full() after detach()"});
+  if (!sampled_) return {};
+  if (auto on = protect(subtract_ranges(registered_, armed_), true); !on) return on;
+  armed_.clear();
+  sampled_ = false;
+  return {};
+}
+
+void Tracker::apply(const UffdMessage& message) {
+  switch (message.type) {
+    case UffdMessage::Type::kUnmap: {
+      std::vector<PageRange> gone{{message.address, message.end}};
+      registered_ = subtract_ranges(registered_, gone);
+      armed_ = subtract_ranges(armed_, gone);
+      break;
+    }
+    case UffdMessage::Type::kRemap: {
+      // With event_remap the moved pages keep our registration and their protection state.
+      std::vector<PageRange> from{{message.address, message.address + message.length}};
+      std::vector<PageRange> to{{message.new_address, message.new_address + message.length}};
+      bool was_armed = !intersect_ranges(armed_, from).empty();
+      registered_ = union_ranges(subtract_ranges(registered_, from), to);
+      ever_registered_ = union_ranges(ever_registered_, to);
+      if (sampled_) {
+        armed_ = subtract_ranges(armed_, from);
+        if (was_armed) armed_ = union_ranges(armed_, to);
+      }
+      break;
+    }
+    default:
+      break;  // remove (madvise) keeps the registration; fork does not touch ours
+  }
+}
+
+Result<std::size_t> Tracker::process_events() {
+  std::size_t count = 0;
+  while (true) {
+    auto message = uffd_.read_message();
+    if (!message) return std::unexpected(std::move(message.error()));
+    if (!message->has_value()) return count;
+    UffdMessage& m = **message;
+    ++count;
+    apply(m);
+    TrackerEvent event{m.type, m.address, m.end, m.new_address, m.length, std::nullopt};
+    if (m.type == UffdMessage::Type::kFork && options_.follow_forks)
+      event.child = Uffd::adopt(std::move(m.child_uffd), uffd_.features());
+    if (callback_) callback_(event);
+    // Anything not taken (child context) closes here: the child then runs untracked.
+  }
+}
+
+Result<std::size_t> Tracker::wait_events(int timeout_ms) {
+  auto ready = uffd_.wait_readable(timeout_ms);
+  if (!ready) return std::unexpected(std::move(ready.error()));
+  return process_events();
+}
+
+Result<void> Tracker::enable_thread_sampling(Uffd sync_uffd, const ThreadSamplerOptions& options) {
+  if (sync_uffd.features().wp_async)
+    return fail(InvalidArgument{"the thread sampler needs a synchronous context (without wp_async)"});
+  auto sampler = ThreadSampler::start(std::move(sync_uffd), options);
+  if (!sampler) return std::unexpected(std::move(sampler.error()));
+  sampler_ = std::move(*sampler);
+  return {};
+}
+
+const ThreadWrites* Tracker::last_thread_writes() const {
+  return sampler_ ? &last_thread_writes_ : nullptr;
+}
+
+Result<void> Tracker::detach() {
+  if (uffd_.fd() < 0) return {};
+  std::optional<Error> first_error;
+  if (sampler_) {
+    if (auto stopped = sampler_->stop(&uffd_); !stopped && !first_error) first_error = stopped.error();
+    sampler_.reset();
+  }
+  // Events first: a target blocked on an unread message would otherwise wait until close.
+  (void)process_events();
+  // Unregister what is still mapped of everything we ever registered, region by region: the
+  // kernel refuses a range whose mappings changed type, and vanished ones need nothing.
+  auto maps = read_maps(pid_);
+  if (maps) {
+    std::vector<PageRange> mapped;
+    for (const MemoryRegion& r : *maps) mapped.push_back({r.start, r.end});
+    for (const PageRange& r : intersect_ranges(ever_registered_, mapped)) {
+      auto done = uffd_.unregister(r.start, r.bytes());
+      if (!done && !first_error) first_error = done.error();
+    }
+  } else if (!maps.error().is<NotFound>()) {
+    first_error = maps.error();
+  }
+  registered_.clear();
+  armed_.clear();
+  ever_registered_.clear();
+  // Closing our reference releases the context once the target's own copy is gone too
+  // (the attach layer closes that one), which also drops any registration we missed.
+  uffd_ = Uffd::adopt(UniqueFd(), {});
+  detached_ = true;
+  if (first_error) return std::unexpected(std::move(*first_error));
+  return {};
+}
+
+Result<std::vector<Pid>> Tracker::children_of(Pid pid) {
+  std::string dir = fmt::format("/proc/{}/task", pid.value());
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return fail(NotFound{fmt::format("process {}", pid.value()), "it has exited"});
+  std::vector<Pid> out;
+  while (dirent* entry = ::readdir(d)) {
+    if (entry->d_name[0] == '.') continue;
+    auto text = read_text_file(dir + "/" + entry->d_name + "/children", 1 << 16);
+    if (!text) continue;
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+      std::size_t space = rest.find(' ');
+      auto value = parse_u64(rest.substr(0, space));
+      if (value && *value > 0 && *value < (1u << 31)) out.push_back(Pid(static_cast<std::int32_t>(*value)));
+      rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
+    }
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace haywire::glass

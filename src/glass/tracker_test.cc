@@ -1,0 +1,183 @@
+#include "haywire/glass/tracker.h"
+
+#include <fmt/format.h>
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "glass/testing/uffd_child.h"
+#include "haywire/base/fd.h"
+
+namespace haywire::glass {
+namespace {
+
+using testing::UffdChild;
+
+constexpr std::size_t kPages = 512;
+
+std::vector<PageRange> pages_to_ranges(const UffdChild& child, std::vector<std::uint64_t> pages) {
+  std::vector<PageRange> out;
+  for (std::uint64_t p : pages) out.push_back({child.page(p), child.page(p + 1)});
+  normalize_ranges(out);
+  return out;
+}
+
+TrackerOptions only_child_region(const UffdChild& child) {
+  TrackerOptions options;
+  // Overlap, not containment: unmapping or carving a page splits the child's mapping.
+  VirtAddr base = child.base();
+  VirtAddr end = child.page(kPages);
+  options.filter = [base, end](const MemoryRegion& r) { return r.start < end && base < r.end; };
+  return options;
+}
+
+Result<Tracker> track(UffdChild& child, const UffdFeatures& extra = {}, TrackerOptions options = {}) {
+  UffdFeatures features = extra;
+  features.wp_async = true;
+  features.wp_unpopulated = true;
+  auto uffd = Uffd::open(child.take_uffd(), features);
+  if (!uffd) return std::unexpected(std::move(uffd.error()));
+  if (!options.filter) options.filter = only_child_region(child).filter;
+  return Tracker::create(child.pid(), std::move(*uffd), std::move(options));
+}
+
+// "uw" in VmFlags: a mapping registered for userfaultfd write-protect.
+int wp_registered_mappings(Pid pid) {
+  auto smaps = read_text_file(fmt::format("/proc/{}/smaps", pid.value()), 64 << 20);
+  if (!smaps) return -1;
+  int count = 0;
+  std::size_t pos = 0;
+  while ((pos = smaps->find("VmFlags:", pos)) != std::string::npos) {
+    std::size_t eol = smaps->find('\n', pos);
+    std::string line = smaps->substr(pos, eol - pos);
+    if (line.find(" uw") != std::string::npos) ++count;
+    pos = eol;
+  }
+  return count;
+}
+
+TEST(Tracker, FullModeReportsExactlyTheWrittenPages) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  EXPECT_EQ(tracker->tracked(), (std::vector<PageRange>{{child.base(), child.page(kPages)}}));
+
+  std::vector<std::uint64_t> first{0, 1, 2, 3, 100, 101, 300, 511};
+  ASSERT_TRUE(child.write_pages(first));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->written, pages_to_ranges(child, first));
+  EXPECT_EQ(scan->written_pages, first.size());
+  EXPECT_EQ(scan->tracked_pages, kPages);
+  EXPECT_FALSE(scan->sampled);
+
+  // The next interval sees only what was written in it, rewrites of old pages included.
+  std::vector<std::uint64_t> second{3, 4, 200};
+  ASSERT_TRUE(child.write_pages(second));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, second));
+
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_TRUE(scan->written.empty());
+}
+
+TEST(Tracker, SampledModeReportsOnlyArmedPagesAndFullModeRestores) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  ASSERT_TRUE(tracker->set_sampled({{child.page(10), child.page(20)}, {child.page(400), child.page(401)}}));
+  ASSERT_TRUE(child.write_pages({5, 10, 15, 19, 20, 399, 400, 450}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_TRUE(scan->sampled);
+  EXPECT_EQ(scan->armed_pages, 11u);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {10, 15, 19, 400}));
+
+  // Move the sample: newly armed pages start clean even though they were written before.
+  ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(8)}}));
+  ASSERT_TRUE(child.write_pages({1, 7, 8, 15}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 7}));
+
+  ASSERT_TRUE(tracker->set_full());
+  ASSERT_TRUE(child.write_pages({1, 15, 450}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_FALSE(scan->sampled);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 15, 450}));
+}
+
+TEST(Tracker, UnmapEventIsDeliveredAndApplied) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child, UffdFeatures{.event_remap = true, .event_remove = true, .event_unmap = true});
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  std::vector<TrackerEvent> events;
+  tracker->on_event([&](TrackerEvent& e) { events.push_back(std::move(e)); });
+  // The child blocks in munmap until we read the event.
+  ASSERT_TRUE(child.send_command(UffdChild::kUnmap, {100}));
+  for (int i = 0; i < 100 && events.empty(); ++i) ASSERT_TRUE(tracker->wait_events(50));
+  ASSERT_TRUE(child.wait_ack());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, UffdMessage::Type::kUnmap);
+  EXPECT_EQ(events[0].address, child.page(100));
+  EXPECT_EQ(events[0].end, child.page(101));
+  EXPECT_EQ(tracker->tracked(),
+            (std::vector<PageRange>{{child.base(), child.page(100)}, {child.page(101), child.page(kPages)}}));
+  ASSERT_TRUE(child.write_pages({99, 101}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {99, 101}));
+}
+
+TEST(Tracker, DetachLeavesNoRegistration) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  ASSERT_TRUE(child.write_pages({1, 2}));
+  EXPECT_GE(wp_registered_mappings(child.pid()), 1);
+  ASSERT_TRUE(tracker->detach()) ;
+  EXPECT_EQ(wp_registered_mappings(child.pid()), 0);
+  EXPECT_TRUE(tracker->detach());  // twice is fine
+  EXPECT_FALSE(tracker->scan());
+  // The target keeps running normally.
+  EXPECT_TRUE(child.write_pages({1, 2, 3}));
+}
+
+TEST(Tracker, DefaultFilterTracksWholeProcessAndDetaches) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  TrackerOptions options;
+  options.filter = [](const MemoryRegion& r) { return is_trackable(r) && r.size() <= (std::uint64_t{1} << 30); };
+  auto tracker = track(child, {}, options);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  EXPECT_GT(tracker->tracked().size(), 1u);
+  ASSERT_TRUE(child.write_pages({7}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  // The child's own stack, heap and libc data are written too; our page must be among them.
+  EXPECT_FALSE(intersect_ranges(scan->written, pages_to_ranges(child, {7})).empty());
+  EXPECT_TRUE(intersect_ranges(scan->written, pages_to_ranges(child, {8})).empty());
+  ASSERT_TRUE(tracker->detach());
+  EXPECT_EQ(wp_registered_mappings(child.pid()), 0);
+}
+
+TEST(Tracker, RejectsSyncContext) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(8));
+  auto uffd = Uffd::open(child.take_uffd(), UffdFeatures{.thread_id = true});
+  ASSERT_TRUE(uffd);
+  auto tracker = Tracker::create(child.pid(), std::move(*uffd), only_child_region(child));
+  ASSERT_FALSE(tracker);
+  EXPECT_TRUE(tracker.error().is<InvalidArgument>());
+}
+
+}  // namespace
+}  // namespace haywire::glass
