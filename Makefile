@@ -14,8 +14,11 @@ all: build
 setup:
 	@./scripts/setup.sh
 
+# The guest image takes its static programs (haywire-companion, haywire-touch) from GUEST_BUILD:
+# build/debug for `make test`, build/release for `make demo`.
+GUEST_BUILD ?= $(DEBUG_DIR)
 guest: setup
-	@./scripts/build-guest.sh >/dev/null
+	@HAYWIRE_BUILD_DIR=$(GUEST_BUILD) ./scripts/build-guest.sh >/dev/null
 
 # Debug + AddressSanitizer + UndefinedBehaviorSanitizer, warnings as errors: what tests run.
 build: setup
@@ -26,16 +29,19 @@ release: setup
 	@cmake $(CMAKE_GEN) -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAYWIRE_WERROR=ON >/dev/null
 	@cmake --build $(RELEASE_DIR)
 
-test: build guest
+test: build
+	@$(MAKE) --no-print-directory guest GUEST_BUILD=$(DEBUG_DIR)
 	@cd $(DEBUG_DIR) && ctest --output-on-failure --timeout 600
 
 unit: build
 	@cd $(DEBUG_DIR) && ctest --output-on-failure -L unit
 
-integration: build guest
+integration: build
+	@$(MAKE) --no-print-directory guest GUEST_BUILD=$(DEBUG_DIR)
 	@cd $(DEBUG_DIR) && ctest --output-on-failure -L integration
 
-demo: release guest
+demo: release
+	@$(MAKE) --no-print-directory guest GUEST_BUILD=$(RELEASE_DIR)
 	@$(RELEASE_DIR)/apps/haywire/haywire demo
 
 bench: release

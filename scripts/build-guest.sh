@@ -2,6 +2,9 @@
 # Builds the default Haywire guest from Debian's archive, into a cache:
 #   kernel: Debian's linux-image-*-amd64 (downloaded with apt-get, unpacked, never installed)
 #   initrd: busybox-static + guest/init + guest/init.d hooks (+ files from $HAYWIRE_GUEST_EXTRA)
+#           + the static guest programs (haywire-companion, haywire-touch) from the build
+#           directory $HAYWIRE_BUILD_DIR (built here first when it is configured; the Makefile
+#           passes build/debug for `make test`, build/release for `make demo`)
 # Rebuilds only when an input changes. Prints the directory holding vmlinuz and initrd.img
 # ($cache/current is a link to it).
 set -euo pipefail
@@ -54,10 +57,30 @@ if [ -z "$busybox" ] || [ "${file_is_static:-0}" = 0 ]; then
 fi
 extra=${HAYWIRE_GUEST_EXTRA:-}
 
+# --- static guest programs from the build directory in use ----------------------------------
+guest_bins=()
+build_dir=${HAYWIRE_BUILD_DIR:-}
+if [ -n "$build_dir" ]; then
+  case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
+  if [ -f "$build_dir/CMakeCache.txt" ]; then
+    cmake --build "$build_dir" --target haywire-companion haywire-touch >&2 \
+      || { log "cannot build the guest programs in $build_dir"; exit 1; }
+  fi
+  for prog in haywire-companion haywire-touch; do
+    bin="$build_dir/guest/companion/$prog"
+    if [ -x "$bin" ]; then
+      guest_bins+=("$bin")
+    else
+      log "warning: $bin not built; the image will not have $prog"
+    fi
+  done
+fi
+
 inputs_hash=$( {
   echo "kernel $kpkg"
   sha256sum "$busybox" "$root/guest/init"
   find "$root/guest/bin" "$root/guest/init.d" -type f -print0 | sort -z | xargs -0 -r sha256sum
+  for b in "${guest_bins[@]}"; do echo "$(basename "$b") $(sha256sum < "$b")"; done
   [ -n "$extra" ] && [ -d "$extra" ] && (cd "$extra" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
   true
 } | sha256sum | cut -c1-16)
@@ -72,6 +95,7 @@ if [ ! -f "$image/initrd.img" ]; then
   cp "$root/guest/init" "$stage/init"
   chmod 755 "$stage/init"
   cp -a "$root/guest/bin/." "$stage/bin/"
+  for b in "${guest_bins[@]}"; do install -m 755 "$b" "$stage/bin/$(basename "$b")"; done
   cp -a "$root/guest/init.d/." "$stage/etc/haywire/init.d/" 2>/dev/null || true
   [ -n "$extra" ] && [ -d "$extra" ] && cp -a "$extra/." "$stage/"
   mkdir -p "$image.tmp"

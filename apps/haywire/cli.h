@@ -44,5 +44,8 @@ void register_vm_commands(CLI::App& app);
 void register_mem_commands(CLI::App& app);
 void register_demo_command(CLI::App& app);
 void register_arch_commands(CLI::App& app);  // translate, pagetable
+void register_beacon_commands(CLI::App& app);  // ps, maps, pagemap, beacon
+void register_glass_command(CLI::App& app);  // glass (host-process write tracking)
+void register_hilbert_command(CLI::App& app);  // hilbert d2xy / xy2d
 
 }  // namespace haywire::cli

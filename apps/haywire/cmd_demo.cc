@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "beacon_view.h"
 #include "cli.h"
 #include "haywire/base/parse.h"
 #include "haywire/guest/search.h"
@@ -29,12 +30,43 @@ struct DemoOptions {
   int hz = 20;
   bool keep = false;
   bool json = false;
+  int top_seconds = 0;  // process table: 0 = until Ctrl-C
 };
 
 void say(bool json, const nlohmann::json& j, const std::string& text) {
   if (json) print_json(j);
   else std::printf("%s\n", text.c_str());
   std::fflush(stdout);
+}
+
+// 4. The guest's process table read through the companion's beacon, refreshed like `top`.
+void show_guest_processes(const DemoOptions& o, const guest::GuestRam& ram) {
+  auto reader = find_beacon(ram, 15000);
+  if (!reader) {
+    say(o.json, {{"event", "processes"}, {"error", reader.error().message()}},
+        "no process table: " + reader.error().message());
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  while (!g_interrupted) {
+    if (auto r = reader->refresh(); !r) {
+      say(o.json, {{"event", "processes"}, {"error", r.error().message()}}, "beacon lost: " + r.error().message());
+      return;
+    }
+    auto rows = reader->processes();
+    if (o.json) {
+      say(true, {{"event", "processes"}, {"cycle", reader->master().cycle}, {"rows", process_rows_json(rows)}}, "");
+    } else {
+      std::printf("\x1b[H\x1b[2J");  // like top: redraw in place
+      std::printf("guest processes of VM '%s', from the companion's beacon (cycle %llu, %zu processes) - Ctrl-C to stop\n\n%s",
+                  o.name.c_str(), static_cast<unsigned long long>(reader->master().cycle), rows.size(),
+                  format_process_table(rows, 40).c_str());
+      std::printf("(~ approximate: round-robin data; ! stale)\n");
+      std::fflush(stdout);
+    }
+    if (o.top_seconds > 0 && std::chrono::steady_clock::now() - start >= std::chrono::seconds(o.top_seconds)) return;
+    for (int i = 0; i < 20 && !g_interrupted; ++i) std::this_thread::sleep_for(50ms);
+  }
 }
 
 int run_demo(const DemoOptions& o) {
@@ -151,6 +183,7 @@ int run_demo(const DemoOptions& o) {
     if (next > now) std::this_thread::sleep_until(next);
     else next = now;
   }
+  if (!g_interrupted) show_guest_processes(o, *ram);
   if (g_interrupted && !o.json) std::printf("interrupted\n");
   return finish(kOk);
 }
@@ -166,6 +199,8 @@ void register_demo_command(CLI::App& app) {
   demo->add_option("--seconds", o.seconds, "how long to show live activity")->capture_default_str();
   demo->add_option("--hz", o.hz, "snapshots per second")->capture_default_str();
   demo->add_flag("--keep", o.keep, "leave the VM running for other commands");
+  demo->add_option("--top-seconds", o.top_seconds, "how long to show the guest's process table (0: until Ctrl-C)")
+      ->capture_default_str();
   demo->add_flag("--json", o.json, "one JSON object per line");
   demo->callback(run([] { return run_demo(o); }));
 }

@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
   register_mem_commands(app);
   register_demo_command(app);
   register_arch_commands(app);
+  register_beacon_commands(app);
+  register_glass_command(app);
+  register_hilbert_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -9,7 +9,8 @@
 // form runs 8 (AVX2) or 4 (SSE2) points at a time with GCC vector extensions.
 //
 // xy2d's state depends on the digit it is decoding, so it runs the same 4-state automaton via
-// a table that consumes 4 levels (one nibble of x and y) per lookup.
+// a table that consumes 4 levels (one nibble of x and y) per lookup; the AVX2 batch form walks
+// 8 points at once with gathers. Both batch forms are picked at run time (AVX2 or not).
 #include "haywire/glass/hilbert.h"
 
 #include <array>
@@ -29,31 +30,6 @@ constexpr bool valid_order(unsigned order) {
   return order >= kMinHilbertOrder && order <= kMaxHilbertOrder;
 }
 
-// One lookup decodes 4 levels: index = state << 8 | x_nibble << 4 | y_nibble; entry = the 8
-// index bits for those levels | next state << 8. State bit 0 = swap, bit 1 = complement.
-constexpr std::array<std::uint16_t, 1024> make_xy2d_table() {
-  std::array<std::uint16_t, 1024> table{};
-  for (unsigned entry = 0; entry < 1024; ++entry) {
-    unsigned swap = (entry >> 8) & 1;
-    unsigned complement = (entry >> 9) & 1;
-    unsigned digits = 0;
-    for (int level = 3; level >= 0; --level) {
-      const unsigned xb = (entry >> (4 + level)) & 1;
-      const unsigned yb = (entry >> level) & 1;
-      const unsigned rx = (swap != 0 ? yb : xb) ^ complement;
-      const unsigned ry = (swap != 0 ? xb : yb) ^ complement;
-      digits = (digits << 2) | (rx << 1) | (rx ^ ry);
-      if (ry == 0) {
-        swap ^= 1;
-        complement ^= rx;
-      }
-    }
-    table[entry] = static_cast<std::uint16_t>(digits | (swap << 8) | (complement << 9));
-  }
-  return table;
-}
-constexpr std::array<std::uint16_t, 1024> kXy2dTable = make_xy2d_table();
-
 inline std::uint64_t xy2d_fast(unsigned order, std::uint32_t x, std::uint32_t y) {
   const unsigned steps = (order + 3) / 4;
   const unsigned pad = 4 * steps - order;
@@ -63,7 +39,7 @@ inline std::uint64_t xy2d_fast(unsigned order, std::uint32_t x, std::uint32_t y)
   std::uint32_t d = 0;
   for (unsigned step = steps; step-- > 0;) {
     const unsigned shift = 4 * step;
-    const std::uint16_t entry =
+    const std::uint32_t entry =
         kXy2dTable[(state << 8) | (((x >> shift) & 15) << 4) | ((y >> shift) & 15)];
     d = (d << 8) | (entry & 0xFFu);
     state = entry >> 8;
@@ -111,7 +87,12 @@ void hilbert_d2xy_batch(unsigned order, std::span<const std::uint64_t> d, std::s
 
 void hilbert_xy2d_batch(unsigned order, std::span<const Cell> cells, std::span<std::uint64_t> out) {
   assert(valid_order(order) && cells.size() == out.size());
-  for (std::size_t i = 0; i < cells.size(); ++i) out[i] = xy2d_fast(order, cells[i].x, cells[i].y);
+  std::size_t done = 0;
+  if (have_avx2()) {
+    done = cells.size() & ~std::size_t{7};
+    hilbert_xy2d_avx2(order, cells.data(), out.data(), done);
+  }
+  for (std::size_t i = done; i < cells.size(); ++i) out[i] = xy2d_fast(order, cells[i].x, cells[i].y);
 }
 
 double hilbert_locality(unsigned order) {

@@ -132,6 +132,8 @@ Result<LayoutUpdate> AddressLayout::update(std::span<const VirtRange> regions) {
   }
 
   LayoutUpdate result;
+  // The common case (re-reading an unchanged layout every interval) costs no recomputation.
+  if (runs.empty() && *sorted == live_ && order_ != 0) return result;
   std::vector<Window> windows_before = windows_;
   const std::uint64_t line_before = line_pages_;
   for (std::size_t i = 0; i < runs.size(); ++i) {

@@ -52,6 +52,13 @@ TEST(AddressLayout, HolesCollapseAndPagesFollowTheCurve) {
   EXPECT_EQ(slots(layout, b), (std::vector<std::uint64_t>{3, 4, 5, 6, 7}));
   EXPECT_EQ(layout.cell_of(b.start), hilbert_d2xy(4, 3));
   EXPECT_FALSE(layout.slot_of(VirtAddr(0x20000)).has_value());
+  // Re-reading the same layout changes nothing.
+  auto again = layout.update(std::vector{a, b});
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->windows_added, 0u);
+  EXPECT_EQ(again->pages_added, 0u);
+  EXPECT_FALSE(again->rescaled);
+  EXPECT_EQ(slots(layout, b), (std::vector<std::uint64_t>{3, 4, 5, 6, 7}));
 }
 
 TEST(AddressLayout, RegionsKeepTheirPlaceWhileOthersComeAndGo) {

@@ -16,3 +16,6 @@ haywire_unit_test(glass_map_test
 haywire_benchmark(glass_map_benchmark
   SOURCES ${_map}/map_benchmark.cc
   DEPS haywire_glass_map)
+
+haywire_fuzzer(glass_layout_fuzzer SOURCES ${_map}/layout_fuzzer.cc DEPS haywire_glass_map
+  CORPUS ${PROJECT_SOURCE_DIR}/testdata/fuzz/glass_layout)

@@ -20,6 +20,7 @@
 #include "haywire/glass/sampling.h"
 #include "haywire/glass/thread_sampler.h"
 #include "haywire/glass/tracker.h"
+#include "glass/uapi.h"
 
 namespace haywire::glass {
 namespace {
@@ -29,6 +30,8 @@ using Clock = std::chrono::steady_clock;
 // Descriptors asked of the target: the async tracking context, and a sync one for the thread
 // sampler.
 constexpr int kDescriptors = 2;
+// How long a failed kernel call waits for the target's exit before it counts as an error.
+constexpr int kExitGraceMs = 250;
 
 UffdFeatures async_features(const KernelSupport& k, bool follow_forks) {
   UffdFeatures f;
@@ -77,6 +80,12 @@ std::vector<PageIndexRange> to_slots(const AddressLayout& layout, std::span<cons
   return merged;
 }
 
+std::uint64_t total_pages(const std::vector<PageRange>& ranges) {
+  std::uint64_t n = 0;
+  for (const auto& r : ranges) n += r.bytes() / kPageSize;
+  return n;
+}
+
 PageGrid grid_of(const AddressLayout& layout) {
   return PageGrid{.order = layout.order(), .page_count = layout.line_pages(),
                   .pages_per_cell = layout.pages_per_cell()};
@@ -104,14 +113,30 @@ struct Monitor::State {
   std::optional<int> exit_status;
   std::unordered_map<std::uint32_t, std::uint8_t> thread_slots;  // tid -> colour slot
   Clock::time_point interval_start;
+  // --follow-forks: a fork message carries the child's context but not its PID, and the child
+  // is not yet listed in /proc when the message arrives; so contexts wait here until a new child
+  // shows up. Followed children are tracked in full; their writes are reported with the
+  // parent's (same virtual addresses, so one picture for the family).
+  std::vector<Uffd> pending_children;
+  struct Child {
+    Pid pid;
+    Tracker tracker;
+    std::vector<PageRange> written_before;  // between the fork and the child's tracker
+  };
+  std::vector<Child> children;
+  std::vector<Pid> known_children;  // every child seen at the last look, followed or not
 
   explicit State(AddressLayout l) : layout(std::move(l)) {}
 
-  bool poll_exit() {
+  // The target exited (its pidfd, ours or the launch's, is readable). A target on its way out
+  // tears its memory down before its pidfd becomes readable, and meanwhile our ioctls fail
+  // (ENOENT, EAGAIN): after a failure, wait a little (`timeout_ms`) before calling it an error.
+  bool poll_exit(int timeout_ms = 0) {
     if (exited) return true;
-    if (!pidfd) return false;
-    pollfd p{pidfd.get(), POLLIN, 0};
-    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP)) != 0) exited = true;
+    int fd = launched && launched->pidfd ? launched->pidfd.get() : pidfd.get();
+    if (fd < 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLIN | POLLHUP)) != 0) exited = true;
     return exited;
   }
 
@@ -154,6 +179,59 @@ struct Monitor::State {
       controller->set_grid(grid);
     }
     return {};
+  }
+
+  // Adopts pending fork contexts once their children are visible: the newest unknown child
+  // gets the oldest context (forks are reported in order).
+  void adopt_children() {
+    if (pending_children.empty()) return;
+    auto now = Tracker::children_of(pid);
+    if (!now) return;
+    std::vector<Pid> fresh;
+    for (Pid c : *now)
+      if (std::find(known_children.begin(), known_children.end(), c) == known_children.end()) fresh.push_back(c);
+    known_children = *now;
+    for (Pid c : fresh) {
+      if (pending_children.empty()) break;
+      Uffd context = std::move(pending_children.front());
+      pending_children.erase(pending_children.begin());
+      // Writes since the fork show in the child's pagemap (its context inherited the parent's
+      // arming); collect them before the new tracker arms everything again.
+      std::vector<PageRange> before;
+      if (auto scanner = PagemapScanner::open(c); scanner) {
+        for (const auto& r : tracker->tracked()) (void)scanner->collect_written(r.start, r.end, before, false);
+        normalize_ranges(before);
+      }
+      TrackerOptions child_options;
+      child_options.follow_forks = false;  // grandchildren run untracked
+      auto child = Tracker::create(c, std::move(context), child_options);
+      if (!child) continue;  // the child exited already, or refused: it runs untracked
+      child->on_event([this](TrackerEvent&) { ++events; });
+      children.push_back(Child{c, std::move(*child), std::move(before)});
+    }
+  }
+
+  // Events of followed children (their threads block on remap/unmap until we read them).
+  void child_events() {
+    for (auto& c : children) (void)c.tracker.process_events();
+  }
+
+  // Adds followed children's writes to the interval's; drops children that exited.
+  void scan_children(ScanResult& scan) {
+    for (auto it = children.begin(); it != children.end();) {
+      auto r = it->tracker.scan();
+      if (!r) {
+        (void)it->tracker.detach();
+        it = children.erase(it);
+        continue;
+      }
+      scan.written.insert(scan.written.end(), r->written.begin(), r->written.end());
+      scan.written.insert(scan.written.end(), it->written_before.begin(), it->written_before.end());
+      it->written_before.clear();
+      ++it;
+    }
+    normalize_ranges(scan.written);
+    scan.written_pages = total_pages(scan.written);
   }
 
   ThreadActivity thread_activity(const ThreadWrites& writes) {
@@ -209,11 +287,18 @@ Result<std::unique_ptr<Monitor::State>> start_tracking(std::unique_ptr<Monitor::
   auto tracker = Tracker::create(state->pid, std::move(*async), tracker_options);
   if (!tracker) return std::unexpected(tracker.error());
   state->tracker.emplace(std::move(*tracker));
-  state->tracker->on_event([raw = state.get()](TrackerEvent&) { ++raw->events; });
+  state->tracker->on_event([raw = state.get()](TrackerEvent& event) {
+    ++raw->events;
+    if (event.child) raw->pending_children.push_back(std::move(*event.child));
+  });
+  if (state->options.follow_forks) {
+    if (auto now = Tracker::children_of(state->pid); now) state->known_children = *now;
+  }
   // Synchronous write-protect in a context made with UFFD_USER_MODE_ONLY would make a write
   // the kernel does for the target (read(2) into a sampled page) fail with EFAULT: only sample
   // threads with full contexts.
-  if (state->options.thread_sampling && uffds.fds.size() >= 2 && !uffds.user_mode_only && k.has(0)) {
+  if (state->options.thread_sampling && uffds.fds.size() >= 2 && !uffds.user_mode_only &&
+      k.has(UFFD_FEATURE_THREAD_ID)) {
     UffdFeatures sync;
     sync.thread_id = true;
     if (auto s = Uffd::open(std::move(uffds.fds[1]), sync); s) {
@@ -280,21 +365,17 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
   const auto deadline = s.interval_start + s.options.interval;
   while (Clock::now() < deadline) {
     if (stop != nullptr && *stop) break;
-    if (s.launched && s.launched->pidfd) {
-      pollfd p{s.launched->pidfd.get(), POLLIN, 0};
-      if (::poll(&p, 1, 0) > 0) s.exited = true;
-    } else if (s.poll_exit()) {
-      // exited
-    }
-    if (s.exited) break;
+    if (s.poll_exit()) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    auto waited = s.tracker->wait_events(static_cast<int>(std::clamp<long long>(left, 0, 20)));
+    // Followed children's events are read between waits on the parent's: wait less then.
+    const long long cap = s.children.empty() && s.pending_children.empty() ? 20 : 5;
+    auto waited = s.tracker->wait_events(static_cast<int>(std::clamp<long long>(left, 0, cap)));
+    if (waited) {
+      s.adopt_children();
+      s.child_events();
+    }
     if (!waited) {
-      if (s.launched && s.launched->pidfd) {
-        pollfd p{s.launched->pidfd.get(), POLLIN, 0};
-        if (::poll(&p, 1, 0) > 0) s.exited = true;
-      }
-      if (s.poll_exit() || s.exited) break;
+      if (s.poll_exit(kExitGraceMs)) break;
       return std::unexpected(waited.error());
     }
   }
@@ -309,12 +390,13 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
   auto scan = s.tracker->scan();
   if (!scan) {
     // A target that exited mid-scan has no maps or pagemap left: report the interval as empty.
-    if (s.exited || s.poll_exit()) {
+    if (s.poll_exit(kExitGraceMs)) {
       scan = ScanResult{};
     } else {
       return std::unexpected(scan.error());
     }
   }
+  if (!s.children.empty()) s.scan_children(*scan);
   report.written = to_virt(scan->written);
   report.written_pages = scan->written_pages;
   report.armed_pages = scan->armed_pages;
@@ -387,17 +469,13 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
   ++s.interval;
   if (!s.exited) {
     if (auto r = s.arm(s.interval); !r) {
-      if (!s.poll_exit()) return std::unexpected(r.error());
+      if (!s.poll_exit(kExitGraceMs)) return std::unexpected(r.error());
     }
   }
   return report;
 }
 
 bool Monitor::target_exited() const {
-  if (state_->launched && state_->launched->pidfd) {
-    pollfd p{state_->launched->pidfd.get(), POLLIN, 0};
-    if (::poll(&p, 1, 0) > 0) state_->exited = true;
-  }
   return state_->poll_exit();
 }
 std::optional<int> Monitor::exit_status() const { return state_->exit_status; }
@@ -408,6 +486,9 @@ const std::string& Monitor::how() const { return state_->how; }
 
 Result<void> Monitor::detach() {
   if (!state_ || !state_->tracker) return {};
+  for (auto& c : state_->children) (void)c.tracker.detach();  // a child may be gone already
+  state_->children.clear();
+  state_->pending_children.clear();
   auto result = state_->tracker->detach();
   state_->tracker.reset();
   return result;

@@ -73,7 +73,8 @@ Result<PagemapScanner> PagemapScanner::open(Pid pid, std::size_t batch) {
 }
 
 Result<std::uint64_t> PagemapScanner::scan(VirtAddr start, VirtAddr end, std::vector<PageRange>* out,
-                                           std::uint64_t flags) {
+                                           std::uint64_t flags, std::uint64_t category_mask,
+                                           std::uint64_t category_inverted) {
   if (out != nullptr) buffer_.resize(batch_ * 3);
   std::uint64_t pages = 0;
   std::uint64_t cursor = start.value();
@@ -85,7 +86,8 @@ Result<std::uint64_t> PagemapScanner::scan(VirtAddr start, VirtAddr end, std::ve
     arg.end = end.value();
     arg.vec = out != nullptr ? reinterpret_cast<std::uint64_t>(buffer_.data()) : 0;
     arg.vec_len = out != nullptr ? batch_ : 0;
-    arg.category_mask = PAGE_IS_WRITTEN;
+    arg.category_mask = category_mask;
+    arg.category_inverted = category_inverted;
     arg.return_mask = PAGE_IS_WRITTEN;
     ++ioctls_;
     int n = ::ioctl(fd_.get(), PAGEMAP_SCAN, &arg);
@@ -114,16 +116,23 @@ Result<std::uint64_t> PagemapScanner::scan(VirtAddr start, VirtAddr end, std::ve
 
 Result<std::uint64_t> PagemapScanner::collect_written(VirtAddr start, VirtAddr end, std::vector<PageRange>& out,
                                                       bool check_async) {
-  return scan(start, end, &out, PM_SCAN_WP_MATCHING | (check_async ? PM_SCAN_CHECK_WPASYNC : 0));
+  return scan(start, end, &out, PM_SCAN_WP_MATCHING | (check_async ? PM_SCAN_CHECK_WPASYNC : 0), PAGE_IS_WRITTEN);
+}
+
+Result<std::uint64_t> PagemapScanner::collect_written_before(VirtAddr start, VirtAddr end,
+                                                             std::vector<PageRange>& out) {
+  constexpr std::uint64_t kReadOnly = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  // PRESENT too: the holes of a range that is not armed yet count as written.
+  return scan(start, end, &out, PM_SCAN_WP_MATCHING, PAGE_IS_WRITTEN | PAGE_IS_PRESENT | kReadOnly, kReadOnly);
 }
 
 Result<std::uint64_t> PagemapScanner::count_written(VirtAddr start, VirtAddr end) {
   std::vector<PageRange> ranges;
-  return scan(start, end, &ranges, 0);
+  return scan(start, end, &ranges, 0, PAGE_IS_WRITTEN);
 }
 
 Result<void> PagemapScanner::rearm(VirtAddr start, VirtAddr end) {
-  auto r = scan(start, end, nullptr, PM_SCAN_WP_MATCHING);
+  auto r = scan(start, end, nullptr, PM_SCAN_WP_MATCHING, PAGE_IS_WRITTEN);
   if (!r) return std::unexpected(std::move(r.error()));
   return {};
 }

@@ -60,6 +60,7 @@ Result<Tracker> Tracker::create(Pid pid, Uffd async_uffd, TrackerOptions options
     (void)tracker.detach();
     return std::unexpected(std::move(refreshed.error()));
   }
+  tracker.created_ = true;
   return tracker;
 }
 
@@ -128,6 +129,11 @@ Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
   // A forced pass re-arms everything it registered: it runs after the kernel said a range was
   // not (or no longer) registered, so the previous arming is gone anyway.
   if (!sampled_ && !added.empty()) {
+    if (created_ && !force_register) {
+      // A region that is gone again fails here; the layout events and the next read sort it out.
+      for (const PageRange& r : subtract_ranges(fresh, excluded()))
+        (void)scanner_.collect_written_before(r.start, r.end, written_before_);
+    }
     if (auto armed = protect(force_register ? added : fresh, true); !armed) return std::unexpected(std::move(armed.error()));
   }
   return result;
@@ -165,6 +171,8 @@ Result<ScanResult> Tracker::scan() {
   }
   for (const auto& [tid, pages] : thread_writes.by_thread)
     for (VirtAddr page : pages) result.written.push_back({page, page + kPageSize});
+  result.written.insert(result.written.end(), written_before_.begin(), written_before_.end());
+  written_before_.clear();
   normalize_ranges(result.written);
   result.written_pages = total_pages(result.written);
   result.tracked_pages = total_pages(registered_);

@@ -153,6 +153,11 @@ std::vector<std::string> qemu_command(const VmSpec& spec, const std::string& run
                              mem_path_for(spec.name), spec.mem_size),
       "-nodefaults", "-no-user-config", "-display", "none",
       "-serial", "file:" + run_dir + "/serial.log",
+      // Test-guest control channel: the default guest runs a root shell on its second serial
+      // port (/dev/ttyS1, guest/init.d/05-control-shell); tests connect to this socket to kill
+      // processes or restart the companion. Removed with the run directory by `vm down`.
+      "-chardev", "socket,id=ctl,path=" + run_dir + "/guest-shell.sock,server=on,wait=off",
+      "-device", "isa-serial,chardev=ctl",
       "-qmp", "unix:" + run_dir + "/qmp.sock,server=on,wait=off",
       "-qmp", "unix:" + run_dir + "/qmp-bus.sock,server=on,wait=off",
       "-kernel", kernel, "-initrd", initrd, "-append", append,
@@ -258,7 +263,7 @@ Result<VmInfo> up(const VmSpec& spec) {
   std::string root = runtime_root();
   std::string run_dir = root + "/" + spec.name;
   std::string mem_path = mem_path_for(spec.name);
-  if (run_dir.size() + 16 > 107)
+  if (run_dir.size() + 18 > 107)  // "/guest-shell.sock" is the longest name
     return fail(InvalidArgument{fmt::format("run directory {} is too long for a unix socket path; set HAYWIRE_RUN_DIR", run_dir)});
 
   std::error_code ec;

@@ -42,6 +42,10 @@ class PagemapScanner {
   // a layout change under a registered range shows up.
   Result<std::uint64_t> collect_written(VirtAddr start, VirtAddr end, std::vector<PageRange>& out,
                                         bool check_async = true);
+  // For a range registered just now, not yet armed: appends the pages written before tracking
+  // began there (present and private: neither page cache nor the shared zero page, whose
+  // presence says only that they were read) and write-protects them. Returns their number.
+  Result<std::uint64_t> collect_written_before(VirtAddr start, VirtAddr end, std::vector<PageRange>& out);
   // Counts written pages in [start, end) without re-arming them.
   Result<std::uint64_t> count_written(VirtAddr start, VirtAddr end);
   // Write-protects every page in [start, end) that is currently written, without output.
@@ -51,7 +55,8 @@ class PagemapScanner {
 
  private:
   PagemapScanner(UniqueFd fd, std::size_t batch) : fd_(std::move(fd)), batch_(batch) {}
-  Result<std::uint64_t> scan(VirtAddr start, VirtAddr end, std::vector<PageRange>* out, std::uint64_t flags);
+  Result<std::uint64_t> scan(VirtAddr start, VirtAddr end, std::vector<PageRange>* out, std::uint64_t flags,
+                             std::uint64_t category_mask, std::uint64_t category_inverted = 0);
   UniqueFd fd_;
   std::size_t batch_;
   std::vector<std::uint64_t> buffer_;  // page_region triples

@@ -140,6 +140,10 @@ class Tracker {
   std::uint64_t ioctls_ = 0;
   std::unique_ptr<ThreadSampler> sampler_;
   ThreadWrites last_thread_writes_;
+  // Memory that appeared after create() is registered at the next scan; what the target wrote
+  // there before that is collected at registration and reported by that scan.
+  bool created_ = false;
+  std::vector<PageRange> written_before_;
 };
 
 }  // namespace haywire::glass

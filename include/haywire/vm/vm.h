@@ -6,6 +6,7 @@
 //   qmp.sock       QMP for commands (one client at a time in QEMU 7.2)
 //   qmp-bus.sock   a second QMP socket reserved for a long-lived watcher (the control bus)
 //   serial.log     the guest's serial console
+//   guest-shell.sock  second serial port (guest /dev/ttyS1): the default test guest's root shell
 //   qemu.log       QEMU's own stderr
 //   qemu.pid       QEMU's pid
 // and the RAM backend is /dev/shm/qemu_ram_<name>.

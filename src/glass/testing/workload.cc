@@ -11,7 +11,8 @@
 // Startup: maps one anonymous private region (never touched: the first write to each page is a
 // first write), then prints "glass-workload pid=PID region=0xSTART-0xEND" to stdout (and to
 // --ready-fd). --wait: then reads one line from stdin before writing. --hold: after the run,
-// waits for EOF on stdin before exiting (so a monitor can take its last scan).
+// prints "glass-workload done" and waits for EOF on stdin before exiting (so a monitor can
+// take its last scan).
 // Log (--log): "interval I t_ms=T tid=TID" then one "0xSTART-0xEND" line per written range.
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -276,6 +277,9 @@ int main(int argc, char** argv) {
   if (o.mode == "checksum") fmt::print("checksum {:016x}\n", checksum(base, o.size));
   std::fflush(stdout);
   if (o.hold) {
+    // Every write (and the log) is done: a monitor's next scan holds the run's last writes.
+    std::fputs("glass-workload done\n", stdout);
+    std::fflush(stdout);
     char buf[256];
     while (std::fgets(buf, sizeof buf, stdin) != nullptr) {
     }

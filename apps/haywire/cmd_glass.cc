@@ -1,0 +1,197 @@
+// haywire glass [--pid PID | -- CMD ARGS...]: live write activity of a host process.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cli.h"
+#include "haywire/base/parse.h"
+#include "haywire/glass/monitor.h"
+#include "haywire/glass/png.h"
+#include "haywire/glass/render.h"
+
+namespace haywire::cli {
+namespace {
+
+volatile bool g_stop = false;
+extern "C" void on_stop_signal(int) { g_stop = true; }
+
+struct GlassOptions {
+  int pid = 0;
+  std::vector<std::string> command;
+  int interval_ms = 100;
+  bool full = false;
+  double rate = 0.10;
+  bool fixed_rate = false;
+  unsigned order = 0;
+  bool once = false;
+  bool json = false;
+  std::string png;
+  std::string record;
+  bool threads_view = false;
+  bool follow_forks = false;
+  bool no_thread_sampling = false;
+  std::uint64_t calibrate_every = 10;
+  std::uint64_t intervals = 0;  // 0: until the target exits or Ctrl-C
+};
+
+nlohmann::json written_json(const std::vector<glass::VirtRange>& ranges) {
+  auto out = nlohmann::json::array();
+  for (const auto& r : ranges) out.push_back({hex(r.start.value()), hex(r.end.value())});
+  return out;
+}
+
+nlohmann::json interval_json(const GlassOptions& o, const glass::Monitor& monitor, const glass::IntervalReport& r) {
+  return {{"pid", monitor.pid().value()},
+          {"interval", r.index},
+          {"interval_ms", o.interval_ms},
+          {"mode", o.full ? "full" : "sampled"},
+          {"calibration", r.calibration},
+          {"written_pages", r.written_pages},
+          {"armed_pages", r.armed_pages},
+          {"tracked_pages", r.tracked_pages},
+          {"written", written_json(r.written)},
+          {"telemetry", glass::to_json(r.telemetry)}};
+}
+
+Result<void> render_to(const std::string& path, const GlassOptions& o, const glass::IntervalReport& r,
+                       glass::Image& image) {
+  if (o.threads_view && r.threads.order != 0) {
+    glass::render_threads(r.threads, image);
+  } else {
+    glass::render_heatmap(r.density, image);
+  }
+  glass::draw_overlays(image, glass::Overlays{r.avalanche_mask, r.phase_mask});
+  return glass::write_png(path, image);
+}
+
+int run_glass(const GlassOptions& o) {
+  if ((o.pid != 0) == !o.command.empty()) {
+    return report(Error(InvalidArgument{"give either --pid PID or -- CMD ARGS... (see haywire glass --help)"}));
+  }
+  if (o.pid < 0) return report(Error(InvalidArgument{"--pid must be a process id (a positive number)"}));
+  if (o.once && o.pid == 0) {
+    return report(Error(InvalidArgument{"--once attaches to a running process: use it with --pid"}));
+  }
+  if (o.interval_ms < 10 || o.interval_ms > 60000) {
+    return report(Error(InvalidArgument{"--interval-ms must be between 10 and 60000"}));
+  }
+  if (o.rate < 0.05 || o.rate > 0.5) return report(Error(InvalidArgument{"--rate must be between 0.05 and 0.5"}));
+  if (o.order > 12) return report(Error(InvalidArgument{"--order must be between 1 and 12"}));
+  if (!o.record.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.record, ec);
+    if (ec) return report(Error(IoError{"cannot create --record directory " + o.record, ec.value()}));
+  }
+
+  glass::MonitorOptions options;
+  options.interval = std::chrono::milliseconds(o.interval_ms);
+  options.full = o.full;
+  options.sampling_rate = o.rate;
+  options.adaptive = !o.fixed_rate;
+  options.order = o.order;
+  options.calibrate_every = o.calibrate_every;
+  options.thread_sampling = !o.no_thread_sampling;
+  options.follow_forks = o.follow_forks;
+
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+
+  auto monitor = o.pid != 0 ? glass::Monitor::attach(Pid(o.pid), options) : glass::Monitor::launch(o.command, options);
+  if (!monitor) return report(monitor.error());
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  if (!o.once) std::fprintf(stderr, "glass: %s; Ctrl-C to detach\n", monitor->how().c_str());
+
+  std::ofstream telemetry_stream;
+  if (!o.record.empty()) telemetry_stream.open(o.record + "/telemetry.jsonl", std::ios::trunc);
+  glass::Image image;
+  int code = kOk;
+  std::uint64_t done = 0;
+  while (!g_stop) {
+    auto r = monitor->next(&g_stop);
+    if (!r) {
+      code = report(r.error());
+      break;
+    }
+    ++done;
+    if (o.once || o.json) {
+      print_json(interval_json(o, *monitor, *r));
+      std::fflush(stdout);
+    } else {
+      std::fprintf(stderr, tty ? "\r\033[K%s" : "%s\n", glass::to_line(r->telemetry).c_str());
+    }
+    if (!o.png.empty()) {
+      if (auto w = render_to(o.png, o, *r, image); !w) {
+        code = report(w.error());
+        break;
+      }
+    }
+    if (!o.record.empty()) {
+      auto frame = fmt::format("{}/frame-{:06d}.png", o.record, r->index);
+      if (auto w = render_to(frame, o, *r, image); !w) {
+        code = report(w.error());
+        break;
+      }
+      telemetry_stream << interval_json(o, *monitor, *r).dump() << '\n';
+      telemetry_stream.flush();
+    }
+    if (o.once) break;
+    if (monitor->target_exited() || (o.intervals != 0 && done >= o.intervals)) break;
+  }
+  if (tty && !o.once && !o.json) std::fputc('\n', stderr);
+
+  const bool exited = monitor->target_exited();
+  if (auto d = monitor->detach(); !d && !exited) code = report(d.error());
+  if (o.pid == 0) {
+    if (exited) {
+      if (auto status = monitor->wait_target(); status && !o.json) {
+        int s = *status;
+        if (WIFEXITED(s)) std::fprintf(stderr, "glass: target exited with status %d\n", WEXITSTATUS(s));
+        if (WIFSIGNALED(s)) std::fprintf(stderr, "glass: target killed by signal %d\n", WTERMSIG(s));
+      }
+    } else if (!o.once) {
+      std::fprintf(stderr, "glass: detached; pid %d keeps running untracked\n", monitor->pid().value());
+    }
+  } else if (!o.once && !o.json) {
+    std::fprintf(stderr, "glass: detached from pid %d\n", o.pid);
+  }
+  return code;
+}
+
+}  // namespace
+
+void register_glass_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("glass", "Watch where a host process writes memory, live (userfaultfd + PAGEMAP_SCAN)");
+  cmd->footer(
+      "Examples:\n"
+      "  haywire glass -- ./my-program arg        start a program and watch it\n"
+      "  haywire glass --pid 1234 --png heat.png  attach to a running process, heat map every interval\n"
+      "  haywire glass --pid 1234 --once --full --json\n"
+      "Sampled mode (default) arms a fraction of the pages each interval and reconstructs the map;\n"
+      "every --calibrate-every intervals is a full one that measures the accuracy and adapts the rate.");
+  auto o = std::make_shared<GlassOptions>();
+  cmd->add_option("--pid", o->pid, "attach to this running process (ptrace injection, no cooperation)");
+  cmd->add_option("command", o->command, "program and arguments to start and watch (after --)");
+  cmd->add_option("--interval-ms", o->interval_ms, "interval between scans (default 100 = 10 Hz)");
+  cmd->add_flag("--full", o->full, "arm every page every interval (exact; default: sampled)");
+  cmd->add_option("--rate", o->rate, "initial sampling rate, 0.05..0.5 (default 0.10)");
+  cmd->add_flag("--fixed-rate", o->fixed_rate, "do not adapt the sampling rate");
+  cmd->add_option("--calibrate-every", o->calibrate_every, "every Nth interval is full, to measure accuracy (0: never)");
+  cmd->add_option("--order", o->order, "Hilbert order of the picture, 1..12 (default: from the tracked size)");
+  cmd->add_flag("--once", o->once, "one interval, print it (with --json) and detach (needs --pid)");
+  cmd->add_flag("--json", o->json, "JSON: one object per interval on stdout");
+  cmd->add_option("--png", o->png, "rewrite this PNG heat map every interval");
+  cmd->add_option("--record", o->record, "write DIR/frame-NNNNNN.png per interval and DIR/telemetry.jsonl");
+  cmd->add_flag("--threads", o->threads_view, "draw each thread's writes in its own colour (thread kinetic energy)");
+  cmd->add_flag("--follow-forks", o->follow_forks, "track children the target forks");
+  cmd->add_flag("--no-thread-sampling", o->no_thread_sampling, "no per-thread attribution (no synchronous faults at all)");
+  cmd->add_option("--intervals", o->intervals, "stop after N intervals (default: until the target exits or Ctrl-C)");
+  cmd->callback(run([o] { return run_glass(*o); }));
+}
+
+}  // namespace haywire::cli
