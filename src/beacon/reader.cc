@@ -349,6 +349,39 @@ std::optional<ProcessDetail> BeaconReader::process(std::uint32_t pid) const {
   return std::nullopt;
 }
 
+namespace {
+// Pages of `run` that fall inside the sections (sorted by start, as /proc/PID/maps lists them).
+std::uint64_t pages_in_sections(const DecodedRun& run, std::span<const Section> sections) {
+  std::uint64_t inside = 0;
+  const std::uint64_t first = run.first_page;
+  const std::uint64_t end = run.first_page + run.length;
+  for (const Section& sec : sections) {
+    const std::uint64_t a = std::max(first, sec.start / kPageSize);
+    const std::uint64_t b = std::min(end, sec.end / kPageSize);
+    if (a < b) inside += b - a;
+  }
+  return inside;
+}
+}  // namespace
+
+PagemapSummary summarize(const Pagemap& map, std::span<const Section> sections) {
+  PagemapSummary s = summarize(map);
+  if (sections.empty()) return s;
+  // EMPTY runs may bridge small gaps between sections; /proc/PID/pagemap bytes the encoding
+  // replaces are those of pages inside sections only.
+  std::uint64_t covered = 0;
+  std::uint64_t empty = 0;
+  for (const DecodedRun& r : map.runs) {
+    const std::uint64_t inside = pages_in_sections(r, sections);
+    covered += inside;
+    if (r.type == RunType::kEmpty) empty += inside;
+  }
+  s.empty_pages = empty;
+  s.raw_bytes = covered * 8;
+  s.compression_ratio = s.encoded_bytes == 0 ? 0.0 : static_cast<double>(s.raw_bytes) / static_cast<double>(s.encoded_bytes);
+  return s;
+}
+
 PagemapSummary summarize(const Pagemap& map) {
   PagemapSummary s;
   for (const DecodedRun& r : map.runs) {
@@ -384,7 +417,7 @@ PagemapSummary summarize(const Pagemap& map) {
 std::optional<PagemapSummary> BeaconReader::pagemap(std::uint32_t pid) const {
   const Slot* s = camera_slot_for(pid);
   if (s == nullptr || !s->content.processes.front().pagemap) return std::nullopt;
-  PagemapSummary out = summarize(*s->content.processes.front().pagemap);
+  PagemapSummary out = summarize(*s->content.processes.front().pagemap, s->content.processes.front().sections);
   out.pid = pid;
   out.generation = s->copy.generation;
   out.age_ms = row_age_ms(s->content.processes.front());

@@ -125,5 +125,32 @@ TEST(Rle, PagemapTotalsMustMatchRuns) {
   EXPECT_EQ(parse_records(bytes).error(), Invalid::kRecord);
 }
 
+
+// EMPTY runs that bridge unmapped gaps between sections are neither "empty pages" of the
+// process nor pagemap bytes saved: with the sections given, only pages inside them count.
+TEST(Rle, SummaryWithSectionsCountsOnlyMappedPages) {
+  const std::uint64_t base = 0x400000 / kPageSize;
+  std::vector<DecodedRun> runs{{RunType::kPresent, base, 4, 0x100},
+                               {RunType::kEmpty, base + 4, 100, 0},  // 4 mapped + 96 gap
+                               {RunType::kPresent, base + 104, 2, 0x200}};
+  RecordWriter w;
+  w.process({.pid = 9, .comm = "gappy"});
+  w.pagemap(runs, 10);
+  auto c = parse_records(w.bytes());
+  ASSERT_TRUE(c.has_value()) << describe(c.error());
+  std::vector<Section> sections(2);
+  sections[0].start = base * kPageSize;
+  sections[0].end = (base + 8) * kPageSize;
+  sections[1].start = (base + 104) * kPageSize;
+  sections[1].end = (base + 106) * kPageSize;
+  auto plain = summarize(*c->processes[0].pagemap);
+  auto mapped = summarize(*c->processes[0].pagemap, sections);
+  EXPECT_EQ(plain.raw_bytes, 106u * 8);
+  EXPECT_EQ(mapped.raw_bytes, 10u * 8);
+  EXPECT_EQ(mapped.empty_pages, 4u);
+  EXPECT_EQ(mapped.present_pages, 6u);
+  EXPECT_LT(mapped.compression_ratio, plain.compression_ratio);
+}
+
 }  // namespace
 }  // namespace haywire::beacon

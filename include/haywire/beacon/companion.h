@@ -106,6 +106,10 @@ std::vector<std::uint32_t> scan_pids(const std::string& proc_root);
 // into RLE chunks appended to `out`. Consecutive calls continue the last run and chunk when
 // base_page follows on from the previous call; a gap starts a new chunk. add() returns the
 // runs completed by the call (the last run stays open until the next add or finish()).
+// Sections separated by at most this many unmapped pages share chunks: the gap is encoded as an
+// EMPTY run (16 bytes) instead of starting a new 1 KiB chunk.
+inline constexpr std::uint64_t kBridgeGapPages = 4096;
+
 class RleEncoder {
  public:
   explicit RleEncoder(std::vector<RleChunk>& out, bool frames_known) : out_(out), frames_(frames_known) {}

@@ -97,6 +97,9 @@ struct PagemapSummary {
   bool stale = false;
 };
 PagemapSummary summarize(const Pagemap& map);
+// The same, counting raw pagemap bytes and empty pages only inside `sections` (EMPTY runs may
+// bridge small gaps between sections).
+PagemapSummary summarize(const Pagemap& map, std::span<const Section> sections);
 
 struct BlockState {
   std::uint32_t slot = 0;

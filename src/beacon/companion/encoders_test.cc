@@ -116,19 +116,42 @@ TEST(Rle, UnknownFramesMergePresentPages) {
   EXPECT_EQ(enc.chunks[0].runs[0].value, 0u);
 }
 
-TEST(Rle, GapStartsANewChunkAtItsBasePage) {
+TEST(Rle, LargeGapStartsANewChunkAtItsBasePage) {
   std::vector<RleChunk> chunks;
   RleEncoder rle(chunks, true);
   std::vector<std::uint64_t> a(10, present(5)), b(20, 0);
+  const std::uint64_t far = 130 + kBridgeGapPages + 1;
   rle.add(100, a);
   rle.add(110, b);  // continues
-  rle.add(500, a);  // gap
+  rle.add(far, a);  // a gap too large to bridge
   rle.finish();
   ASSERT_EQ(chunks.size(), 2u);
   EXPECT_EQ(chunks[0].base_page, 100u);
   EXPECT_EQ(chunks[0].pages, 30u);
-  EXPECT_EQ(chunks[1].base_page, 500u);
+  EXPECT_EQ(chunks[1].base_page, far);
   EXPECT_EQ(chunks[1].pages, 10u);
+}
+
+TEST(Rle, SmallGapIsBridgedByAnEmptyRunInTheSameChunk) {
+  std::vector<RleChunk> chunks;
+  RleEncoder rle(chunks, true);
+  std::vector<std::uint64_t> a(10, present(5)), b(20, 0);
+  rle.add(100, a);
+  rle.add(120, b);  // 10 unmapped pages between, then empty pages: one EMPTY run of 30
+  rle.add(200, a);  // 60 unmapped pages: merged into that EMPTY run
+  rle.finish();
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].base_page, 100u);
+  EXPECT_EQ(chunks[0].pages, 110u);
+  // 10 present pages with the same PFN are 10 runs; then one EMPTY run of 10 + 20 + 60 pages.
+  ASSERT_EQ(chunks[0].num_runs, 21u);
+  EXPECT_EQ(chunks[0].runs[10].type, static_cast<std::uint32_t>(RunType::kEmpty));
+  EXPECT_EQ(chunks[0].runs[10].length, 90u);
+  std::vector<DecodedPage> out;
+  ASSERT_TRUE(decode_rle_chunks(chunks, out));
+  ASSERT_EQ(out.size(), 110u);
+  EXPECT_EQ(out[100].page, 200u);
+  EXPECT_EQ(out[100].type, RunType::kPresent);
 }
 
 TEST(Rle, DecoderRejectsBrokenChunks) {

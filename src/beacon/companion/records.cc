@@ -163,10 +163,25 @@ std::size_t RleEncoder::add(std::uint64_t base_page, std::span<const std::uint64
   std::size_t before = runs_;
   bool have = pending_.length != 0;
   if (have && next_page_ != base_page) {
-    push_run(pending_, pending_base_);
-    pending_ = {};
-    have = false;
-    open_ = false;  // a gap: the next run starts a new chunk
+    if (base_page > next_page_ && base_page - next_page_ <= kBridgeGapPages) {
+      // A small gap between sections (guard pages, alignment holes): an EMPTY run keeps the
+      // chunk going, instead of a new 1 KiB chunk per section. Readers count only pages
+      // inside the process's sections as pagemap bytes saved.
+      const std::uint64_t gap = base_page - next_page_;
+      if (pending_.type == static_cast<std::uint32_t>(RunType::kEmpty) && pending_.length + gap <= UINT32_MAX) {
+        pending_.length += static_cast<std::uint32_t>(gap);
+      } else {
+        push_run(pending_, pending_base_);
+        pending_ = Run{static_cast<std::uint32_t>(RunType::kEmpty), static_cast<std::uint32_t>(gap), 0};
+        pending_base_ = next_page_;
+      }
+      next_page_ = base_page;
+    } else {
+      push_run(pending_, pending_base_);
+      pending_ = {};
+      have = false;
+      open_ = false;  // a large gap: the next run starts a new chunk
+    }
   }
   for (std::size_t i = 0; i < entries.size(); ++i) {
     Run r = classify(entries[i]);
