@@ -128,6 +128,27 @@ Result<SnapshotReport> take_snapshot(std::span<const std::byte> source, Snapshot
   }
   fill_hole(next, pages);
 
+  // Pages still torn were being written across several immediate re-copies (a guest under TCG
+  // takes tens of microseconds to rewrite a page): by now the rest of RAM has been copied and
+  // the writer has most likely moved on, so give each one more round before reporting it.
+  if (!report.torn_pages.empty()) {
+    std::vector<std::uint64_t> still_torn;
+    for (std::uint64_t page : report.torn_pages) {
+      const std::uint64_t at = page * kPageSize;
+      const std::uint64_t len = page_len(page);
+      bool settled = false;
+      std::uint64_t copied = 0;
+      for (int attempt = 0; attempt < options.max_retries && !settled; ++attempt) {
+        std::memcpy(dst + at, src + at, len);
+        copied = hash(dst + at, len);
+        settled = copied == hash(src + at, len);
+      }
+      hashes[page] = copied;
+      if (!settled) still_torn.push_back(page);
+    }
+    report.torn_pages = std::move(still_torn);
+  }
+
   into.hashes_valid_ = options.detect_tears;
   report.consistent = report.torn_pages.empty();
   report.elapsed = std::chrono::steady_clock::now() - start;
