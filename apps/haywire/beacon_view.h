@@ -17,6 +17,9 @@ std::string format_process_table(const std::vector<beacon::ProcessRow>& rows, st
 nlohmann::json process_rows_json(const std::vector<beacon::ProcessRow>& rows);
 
 // Finds the beacon, retrying for up to `wait_ms` (the companion may still be starting).
-Result<beacon::BeaconReader> find_beacon(const guest::GuestRam& ram, int wait_ms);
+// Discovers the beacon, retrying for wait_ms. `hint_file` (may be empty) caches the master's
+// guest-physical address between commands (beacon_hint_file: in the VM's run directory).
+Result<beacon::BeaconReader> find_beacon(const guest::GuestRam& ram, int wait_ms, const std::string& hint_file);
+std::string beacon_hint_file(const std::string& vm_name);
 
 }  // namespace haywire::cli

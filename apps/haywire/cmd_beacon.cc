@@ -8,6 +8,8 @@
 
 #include "beacon_view.h"
 #include "cli.h"
+#include "haywire/base/fd.h"
+#include "haywire/base/parse.h"
 #include "haywire/beacon/reader.h"
 #include "haywire/guest/writer.h"
 #include "haywire/vm/vm.h"
@@ -59,13 +61,36 @@ nlohmann::json process_rows_json(const std::vector<beacon::ProcessRow>& rows) {
   return arr;
 }
 
-Result<beacon::BeaconReader> find_beacon(const guest::GuestRam& ram, int wait_ms) {
+namespace {
+std::string first_word(const std::string& text) {
+  const auto b = text.find_first_not_of(" \t\n");
+  if (b == std::string::npos) return {};
+  return text.substr(b, text.find_first_of(" \t\n", b) - b);
+}
+}  // namespace
+
+Result<beacon::BeaconReader> find_beacon(const guest::GuestRam& ram, int wait_ms, const std::string& hint_file) {
+  // Where the master was last found: one page read instead of a scan of all guest RAM.
+  std::optional<PhysAddr> hint;
+  if (!hint_file.empty()) {
+    if (auto text = read_text_file(hint_file, 64); text) {
+      if (auto pa = parse_hex(first_word(*text)); pa) hint = PhysAddr(*pa);
+    }
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   for (;;) {
-    auto reader = beacon::BeaconReader::discover(ram);
+    auto reader = hint ? beacon::BeaconReader::discover(ram, {}, *hint) : beacon::BeaconReader::discover(ram);
+    if (reader && !hint_file.empty() && (!hint || reader->master_address() != *hint)) {
+      // Best effort: a cache that cannot be written only costs the next command a scan.
+      (void)write_text_file_atomic(hint_file, fmt::format("0x{:x}\n", reader->master_address().value()));
+    }
     if (reader || std::chrono::steady_clock::now() >= deadline) return reader;
     std::this_thread::sleep_for(200ms);
   }
+}
+
+std::string beacon_hint_file(const std::string& vm_name) {
+  return vm_name.empty() ? std::string() : vm::runtime_root() + "/" + vm_name + "/beacon-master";
 }
 
 namespace {
@@ -97,7 +122,7 @@ Result<std::unique_ptr<Session>> open_session(const Common& c) {
   auto att = vm::attach(*target);
   if (!att) return std::unexpected(att.error());
   auto s = std::make_unique<Session>(Session{std::move(*att), std::nullopt});
-  auto reader = find_beacon(s->att.ram, c.wait_ms);
+  auto reader = find_beacon(s->att.ram, c.wait_ms, beacon_hint_file(c.target.name));
   if (!reader) return std::unexpected(std::move(reader.error()).with_context("VM '" + s->att.label + "'"));
   s->reader.emplace(std::move(*reader));
   return s;

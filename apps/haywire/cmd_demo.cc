@@ -41,7 +41,7 @@ void say(bool json, const nlohmann::json& j, const std::string& text) {
 
 // 4. The guest's process table read through the companion's beacon, refreshed like `top`.
 void show_guest_processes(const DemoOptions& o, const guest::GuestRam& ram) {
-  auto reader = find_beacon(ram, 15000);
+  auto reader = find_beacon(ram, 15000, beacon_hint_file(o.name));
   if (!reader) {
     say(o.json, {{"event", "processes"}, {"error", reader.error().message()}},
         "no process table: " + reader.error().message());

@@ -60,9 +60,18 @@ Result<BeaconReader> BeaconReader::discover(const guest::GuestRam& ram, ReaderOp
   return std::unexpected(no_beacon(stats));
 }
 
+Result<BeaconReader> BeaconReader::discover(const guest::GuestRam& ram, ReaderOptions options, PhysAddr hint) {
+  {
+    BeaconReader reader(ram, options);
+    if (reader.attach_master(hint)) return reader;
+  }
+  return discover(ram, options);
+}
+
 Result<void> BeaconReader::attach_master(PhysAddr pa) {
   auto m = read_master(*ram_, pa);
   if (!m) return fail(NotFound{fmt::format("beacon master at {:#x}: {}", pa.value(), describe(m.error())), ""});
+  master_pa_ = pa;
   master_ = std::move(*m);
   master_advanced_ = Clock::now();
   slots_.clear();

@@ -107,6 +107,25 @@ TEST(BeaconReader, FindsTheMasterAndMergesProcesses) {
   }
 }
 
+TEST(BeaconReader, AHintAtTheMasterSkipsTheScanAndAWrongHintFallsBackToIt) {
+  Guest g;
+  std::vector<std::uint32_t> pids{1, 2};
+  g.publish(pids, 3);
+  auto ram = guest::GuestRam::open(g.file.path());
+  ASSERT_TRUE(ram.has_value());
+  auto hinted = BeaconReader::discover(*ram, {}, PhysAddr(g.area.master_pa()));
+  ASSERT_TRUE(hinted.has_value()) << hinted.error().message();
+  EXPECT_EQ(hinted->master_address().value(), g.area.master_pa());
+  EXPECT_EQ(hinted->pids().size(), 2u);
+  // A hint at a page that is not the master (here the first page of the file), or past the
+  // end of RAM, costs nothing but the scan.
+  for (std::uint64_t wrong : {std::uint64_t{0}, std::uint64_t{1} << 40}) {
+    auto fallback = BeaconReader::discover(*ram, {}, PhysAddr(wrong));
+    ASSERT_TRUE(fallback.has_value()) << fallback.error().message();
+    EXPECT_EQ(fallback->master_address().value(), g.area.master_pa());
+  }
+}
+
 TEST(BeaconReader, FollowsNewGenerationsAndDropsExitedProcesses) {
   Guest g;
   std::vector<std::uint32_t> pids{1, 2, 3};

@@ -133,6 +133,12 @@ class BeaconReader {
  public:
   // Scans guest RAM for the newest master and reads everything. NotFound when there is none.
   static Result<BeaconReader> discover(const guest::GuestRam& ram, ReaderOptions options = {});
+  // The same, trying `hint` (where a master was found before, e.g. cached in the VM's run
+  // directory) first: a valid master there skips the scan of all RAM. A wrong or stale hint
+  // costs one page read, then the scan runs as usual.
+  static Result<BeaconReader> discover(const guest::GuestRam& ram, ReaderOptions options, PhysAddr hint);
+  // Where the master was found (the address to cache as the next hint).
+  [[nodiscard]] PhysAddr master_address() const { return master_pa_; }
 
   // Re-reads the master and every block. When the master is gone or the companion restarted
   // (new session id), falls back to a full scan. Fails only when no beacon can be found.
@@ -169,6 +175,7 @@ class BeaconReader {
   struct Slot;
   BeaconReader(const guest::GuestRam& ram, ReaderOptions options);
   Result<void> attach_master(PhysAddr pa);
+  PhysAddr master_pa_;
   bool read_table();
   void read_block(std::size_t slot);
   [[nodiscard]] double master_age_ms() const;
