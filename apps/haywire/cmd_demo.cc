@@ -54,6 +54,13 @@ void show_guest_processes(const DemoOptions& o, const guest::GuestRam& ram) {
       return;
     }
     auto rows = reader->processes();
+    if (!o.json) {
+      // Like top: the biggest resident sets first, so user processes are not hidden below the
+      // kernel threads (RSS 0) when the table is cut at 40 rows.
+      std::stable_sort(rows.begin(), rows.end(), [](const beacon::ProcessRow& a, const beacon::ProcessRow& b) {
+        return a.rss_kb > b.rss_kb;
+      });
+    }
     if (o.json) {
       say(true, {{"event", "processes"}, {"cycle", reader->master().cycle}, {"rows", process_rows_json(rows)}}, "");
     } else {
