@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <unordered_map>
 #include <utility>
 
@@ -108,6 +109,7 @@ struct Monitor::State {
   std::uint64_t events = 0;
   std::vector<PageIndexRange> armed;  // slots armed this interval (sampled plan)
   bool armed_full = true;
+  bool relaid_out = false;  // the last refresh replaced the layout (armed slots are stale)
   bool thread_sampling = false;
   bool exited = false;
   std::optional<int> exit_status;
@@ -121,7 +123,6 @@ struct Monitor::State {
   struct Child {
     Pid pid;
     Tracker tracker;
-    std::vector<PageRange> written_before;  // between the fork and the child's tracker
   };
   std::vector<Child> children;
   std::vector<Pid> known_children;  // every child seen at the last look, followed or not
@@ -167,6 +168,22 @@ struct Monitor::State {
     auto update = layout.update(regions);
     if (!update) return std::unexpected(update.error());
     if (layout.order() == 0) return {};
+    relaid_out = false;
+    // At launch the first layout holds only the loader's and libc's pages, so the default order
+    // was chosen for a tiny space (order 4, 16 x 16, for a program that then maps gigabytes).
+    // While the order is the default's, choose again when the tracked space outgrows it.
+    if (options.order == 0 && default_layout_order(layout.tracked_pages()) > layout.order()) {
+      auto fresh = AddressLayout::create(LayoutOptions{});
+      if (!fresh) return std::unexpected(fresh.error());
+      if (auto u = fresh->update(regions); !u) return std::unexpected(u.error());
+      layout = std::move(*fresh);
+      relaid_out = true;
+    }
+    // Every cell means something else now: the detectors' history no longer applies.
+    if (relaid_out || update->rescaled) {
+      avalanche.reset();
+      phase.reset();
+    }
     PageGrid grid = grid_of(layout);
     if (!controller) {
       CalibrationConfig config;
@@ -174,7 +191,7 @@ struct Monitor::State {
       config.rate.initial_rate = std::clamp(options.sampling_rate, kMinSamplingRate, kMaxSamplingRate);
       config.rate.adaptive = options.adaptive;
       controller.emplace(grid, config);
-    } else if (grid.page_count != controller->grid().page_count ||
+    } else if (grid.order != controller->grid().order || grid.page_count != controller->grid().page_count ||
                grid.pages_per_cell != controller->grid().pages_per_cell) {
       controller->set_grid(grid);
     }
@@ -195,19 +212,22 @@ struct Monitor::State {
       if (pending_children.empty()) break;
       Uffd context = std::move(pending_children.front());
       pending_children.erase(pending_children.begin());
-      // Writes since the fork show in the child's pagemap (its context inherited the parent's
-      // arming); collect them before the new tracker arms everything again.
-      std::vector<PageRange> before;
-      if (auto scanner = PagemapScanner::open(c); scanner) {
-        for (const auto& r : tracker->tracked()) (void)scanner->collect_written(r.start, r.end, before, false);
-        normalize_ranges(before);
-      }
+      // The child's context inherited the parent's registrations and arming, so what the child
+      // writes from the fork on shows in its pagemap. Tracker::create would arm everything
+      // again and erase that, so the tracker starts with no region chosen; its first scan then
+      // registers them and collects what was written before it (Tracker::refresh_layout) in
+      // the same pass.
+      auto started = std::make_shared<bool>(false);
       TrackerOptions child_options;
       child_options.follow_forks = false;  // grandchildren run untracked
+      child_options.filter = [started, max = child_options.max_region_bytes](const MemoryRegion& region) {
+        return *started && is_trackable(region) && region.size() <= max;
+      };
       auto child = Tracker::create(c, std::move(context), child_options);
       if (!child) continue;  // the child exited already, or refused: it runs untracked
+      *started = true;
       child->on_event([this](TrackerEvent&) { ++events; });
-      children.push_back(Child{c, std::move(*child), std::move(before)});
+      children.push_back(Child{c, std::move(*child)});
     }
   }
 
@@ -226,8 +246,6 @@ struct Monitor::State {
         continue;
       }
       scan.written.insert(scan.written.end(), r->written.begin(), r->written.end());
-      scan.written.insert(scan.written.end(), it->written_before.begin(), it->written_before.end());
-      it->written_before.clear();
       ++it;
     }
     normalize_ranges(scan.written);
@@ -427,6 +445,13 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
       auto calibration = s.controller->calibrate(s.interval, slots);
       if (!calibration) return std::unexpected(calibration.error());
       report.density = std::move(calibration->full);
+      t.pages_written_per_s = t.fault_rate;
+      t.working_set_pages = scan->written_pages;
+    } else if (s.relaid_out) {
+      // The plan this interval armed was made on the previous layout: draw what was seen.
+      CellCounts counts;
+      s.layout.count_ranges(report.written, counts);
+      report.density = s.layout.density(counts);
       t.pages_written_per_s = t.fault_rate;
       t.working_set_pages = scan->written_pages;
     } else if (s.armed_full) {

@@ -74,7 +74,8 @@ Result<PagemapScanner> PagemapScanner::open(Pid pid, std::size_t batch) {
 
 Result<std::uint64_t> PagemapScanner::scan(VirtAddr start, VirtAddr end, std::vector<PageRange>* out,
                                            std::uint64_t flags, std::uint64_t category_mask,
-                                           std::uint64_t category_inverted) {
+                                           std::uint64_t category_inverted, std::uint64_t return_mask,
+                                           std::uint64_t want, std::uint64_t unwanted) {
   if (out != nullptr) buffer_.resize(batch_ * 3);
   std::uint64_t pages = 0;
   std::uint64_t cursor = start.value();
@@ -88,7 +89,7 @@ Result<std::uint64_t> PagemapScanner::scan(VirtAddr start, VirtAddr end, std::ve
     arg.vec_len = out != nullptr ? batch_ : 0;
     arg.category_mask = category_mask;
     arg.category_inverted = category_inverted;
-    arg.return_mask = PAGE_IS_WRITTEN;
+    arg.return_mask = return_mask;
     ++ioctls_;
     int n = ::ioctl(fd_.get(), PAGEMAP_SCAN, &arg);
     if (n < 0) {
@@ -104,6 +105,7 @@ Result<std::uint64_t> PagemapScanner::scan(VirtAddr start, VirtAddr end, std::ve
     }
     auto regions = reinterpret_cast<const page_region*>(buffer_.data());
     for (int i = 0; i < n && out != nullptr; ++i) {
+      if ((regions[i].categories & want) != want || (regions[i].categories & unwanted) != 0) continue;
       append_coalesced(*out, {VirtAddr(regions[i].start), VirtAddr(regions[i].end)});
       pages += (regions[i].end - regions[i].start) / kPageSize;
     }
@@ -121,9 +123,11 @@ Result<std::uint64_t> PagemapScanner::collect_written(VirtAddr start, VirtAddr e
 
 Result<std::uint64_t> PagemapScanner::collect_written_before(VirtAddr start, VirtAddr end,
                                                              std::vector<PageRange>& out) {
+  // Every page matches (category_mask 0), so every page is armed; the categories returned pick
+  // the written ones (PRESENT too: the holes of a range not armed yet count as written).
+  constexpr std::uint64_t kWritten = PAGE_IS_WRITTEN | PAGE_IS_PRESENT;
   constexpr std::uint64_t kReadOnly = PAGE_IS_FILE | PAGE_IS_PFNZERO;
-  // PRESENT too: the holes of a range that is not armed yet count as written.
-  return scan(start, end, &out, PM_SCAN_WP_MATCHING, PAGE_IS_WRITTEN | PAGE_IS_PRESENT | kReadOnly, kReadOnly);
+  return scan(start, end, &out, PM_SCAN_WP_MATCHING, 0, 0, kWritten | kReadOnly, kWritten, kReadOnly);
 }
 
 Result<std::uint64_t> PagemapScanner::count_written(VirtAddr start, VirtAddr end) {

@@ -72,13 +72,23 @@ Result<void> Tracker::protect(const std::vector<PageRange>& ranges, bool enable)
   for (const PageRange& r : subtract_ranges(ranges, excluded())) {
     ++ioctls_;
     auto done = uffd_.write_protect(r.start, r.bytes(), enable);
-    if (!done) {
-      // EAGAIN: a layout event is pending; read it (it unblocks the target) and retry once.
+    // EAGAIN: a layout event is pending; read it (it unblocks the target) and retry. A target
+    // whose threads unmap or madvise memory all the time (malloc arenas trimming) can have the
+    // next one pending by then, so keep reading and retrying, for up to about 200 ms.
+    for (int attempt = 0; !done && attempt < 200; ++attempt) {
       auto* sys = done.error().as<SystemCallFailed>();
-      if (sys == nullptr || sys->err != EAGAIN) return done;
-      if (auto events = process_events(); !events) return std::unexpected(std::move(events.error()));
+      if (sys == nullptr || sys->err != EAGAIN) break;
+      auto events = attempt == 0 ? process_events() : wait_events(1);
+      if (!events) return std::unexpected(std::move(events.error()));
       ++ioctls_;
-      if (auto again = uffd_.write_protect(r.start, r.bytes(), enable); !again) return again;
+      done = uffd_.write_protect(r.start, r.bytes(), enable);
+    }
+    if (!done) {
+      // ENOENT: the memory is no longer registered (unmapped, or replaced, since the layout was
+      // read): nothing to protect or unprotect there; the next scan's layout read forgets it.
+      auto* sys = done.error().as<SystemCallFailed>();
+      if (sys != nullptr && sys->err == ENOENT) continue;
+      return done;
     }
   }
   return {};
@@ -129,12 +139,18 @@ Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
   // A forced pass re-arms everything it registered: it runs after the kernel said a range was
   // not (or no longer) registered, so the previous arming is gone anyway.
   if (!sampled_ && !added.empty()) {
+    std::vector<PageRange> to_arm = force_register ? added : fresh;
     if (created_ && !force_register) {
-      // A region that is gone again fails here; the layout events and the next read sort it out.
-      for (const PageRange& r : subtract_ranges(fresh, excluded()))
-        (void)scanner_.collect_written_before(r.start, r.end, written_before_);
+      // Memory that appeared since the last scan: report what was written there before, and arm
+      // it, in one pass (arming after collecting would lose a write landing in between).
+      std::vector<PageRange> failed;
+      for (const PageRange& r : subtract_ranges(fresh, excluded())) {
+        ++ioctls_;
+        if (!scanner_.collect_written_before(r.start, r.end, written_before_)) failed.push_back(r);
+      }
+      to_arm = std::move(failed);
     }
-    if (auto armed = protect(force_register ? added : fresh, true); !armed) return std::unexpected(std::move(armed.error()));
+    if (auto armed = protect(to_arm, true); !armed) return std::unexpected(std::move(armed.error()));
   }
   return result;
 }

@@ -44,7 +44,9 @@ class PagemapScanner {
                                         bool check_async = true);
   // For a range registered just now, not yet armed: appends the pages written before tracking
   // began there (present and private: neither page cache nor the shared zero page, whose
-  // presence says only that they were read) and write-protects them. Returns their number.
+  // presence says only that they were read) and arms EVERY page of the range, in the same
+  // pass (so a write racing with it is either reported now or caught by the next scan).
+  // Returns the number of pages appended.
   Result<std::uint64_t> collect_written_before(VirtAddr start, VirtAddr end, std::vector<PageRange>& out);
   // Counts written pages in [start, end) without re-arming them.
   Result<std::uint64_t> count_written(VirtAddr start, VirtAddr end);
@@ -56,7 +58,9 @@ class PagemapScanner {
  private:
   PagemapScanner(UniqueFd fd, std::size_t batch) : fd_(std::move(fd)), batch_(batch) {}
   Result<std::uint64_t> scan(VirtAddr start, VirtAddr end, std::vector<PageRange>* out, std::uint64_t flags,
-                             std::uint64_t category_mask, std::uint64_t category_inverted = 0);
+                             std::uint64_t category_mask, std::uint64_t category_inverted = 0,
+                             std::uint64_t return_mask = 0x2 /* PAGE_IS_WRITTEN */, std::uint64_t want = 0,
+                             std::uint64_t unwanted = 0);
   UniqueFd fd_;
   std::size_t batch_;
   std::vector<std::uint64_t> buffer_;  // page_region triples
