@@ -169,15 +169,20 @@ Result<ScanResult> Tracker::scan() {
   if (!refreshed) return std::unexpected(std::move(refreshed.error()));
   result.regions_added = refreshed->added;
   result.regions_removed = refreshed->removed;
+  rearmed_.clear();
   for (int attempt = 0;; ++attempt) {
     result.written.clear();
     const std::vector<PageRange>& watched = sampled_ ? armed_ : registered_;
     Result<std::uint64_t> pages = 0;
-    for (const PageRange& r : subtract_ranges(watched, excluded())) {
+    std::vector<PageRange> read = subtract_ranges(watched, excluded());
+    for (const PageRange& r : read) {
       pages = scanner_.collect_written(r.start, r.end, result.written, true);
       if (!pages) break;
     }
-    if (pages) break;
+    if (pages) {
+      rearmed_ = std::move(read);
+      break;
+    }
     // A watched range holds memory our context does not cover: it was unmapped and mapped again
     // between two reads of the layout. Register everything again and rescan once.
     if (attempt > 0 || !pages.error().is<Unsupported>()) return std::unexpected(std::move(pages.error()));
@@ -214,9 +219,13 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   }
   normalize_ranges(ranges);
   std::vector<PageRange> next = intersect_ranges(ranges, registered_);
-  const std::vector<PageRange>& current = sampled_ ? armed_ : registered_;
-  if (auto off = protect(subtract_ranges(current, next), false); !off) return off;
-  if (auto on = protect(subtract_ranges(next, current), true); !on) return on;
+  // Arming the plan re-protects only what was written there since it was last armed (the
+  // scan's cost follows the written pages, not the range). Pages outside the plan are left as
+  // they are: an armed page costs the target nothing until its first write, which disarms it,
+  // so un-protecting them would cost the monitor a page-table pass to save at most one fault.
+  // Their writes are not reported: scan() reads only the plan. What the last scan read was
+  // re-armed by it, when this interval began: only the rest of the plan needs arming.
+  if (auto armed = rearm(subtract_ranges(subtract_ranges(next, rearmed_), excluded())); !armed) return armed;
   armed_ = std::move(next);
   sampled_ = true;
   return {};
@@ -225,9 +234,17 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
 Result<void> Tracker::set_full() {
   if (detached_) return fail(InvalidArgument{"set_full() after detach()"});
   if (!sampled_) return {};
-  if (auto on = protect(subtract_ranges(registered_, armed_), true); !on) return on;
+  if (auto armed = rearm(subtract_ranges(subtract_ranges(registered_, rearmed_), excluded())); !armed) return armed;
   armed_.clear();
   sampled_ = false;
+  return {};
+}
+
+Result<void> Tracker::rearm(const std::vector<PageRange>& ranges) {
+  for (const PageRange& r : ranges) {
+    // A range unmapped since the layout was read is skipped by the kernel (not registered).
+    if (auto done = scanner_.rearm(r.start, r.end); !done) return done;
+  }
   return {};
 }
 
@@ -237,6 +254,7 @@ void Tracker::apply(const UffdMessage& message) {
       std::vector<PageRange> gone{{message.address, message.end}};
       registered_ = subtract_ranges(registered_, gone);
       armed_ = subtract_ranges(armed_, gone);
+      rearmed_ = subtract_ranges(rearmed_, gone);
       break;
     }
     case UffdMessage::Type::kRemap: {
@@ -244,6 +262,7 @@ void Tracker::apply(const UffdMessage& message) {
       std::vector<PageRange> from{{message.address, message.address + message.length}};
       std::vector<PageRange> to{{message.new_address, message.new_address + message.length}};
       bool was_armed = !intersect_ranges(armed_, from).empty();
+      rearmed_ = subtract_ranges(rearmed_, from);
       registered_ = union_ranges(subtract_ranges(registered_, from), to);
       ever_registered_ = union_ranges(ever_registered_, to);
       if (sampled_) {

@@ -49,7 +49,7 @@ struct PageGrid {
 struct SamplerConfig {
   std::uint64_t seed = 0x6861797769726531ull;
   // Upper bound on ranges per plan (ioctls per interval); runs lengthen to respect it.
-  std::uint64_t max_ranges = 4096;
+  std::uint64_t max_ranges = 2048;
   // Run length in pages; 0 chooses the shortest run (1 page, best spatial coverage) that keeps
   // the plan within max_ranges.
   std::uint64_t run_pages = 0;

@@ -4,9 +4,10 @@
 // context (UFFD_FEATURE_WP_ASYNC: the kernel resolves each first write itself and marks the page
 // written, ~1 µs) and reads + re-arms the written set with one PAGEMAP_SCAN per range.
 //
-// Full mode arms every tracked page. Sampled mode arms only a given set of ranges: the rest is
-// un-protected once (one ioctl per gap) so it costs the target nothing, and changing the set
-// costs one ioctl per range in the symmetric difference.
+// Full mode arms every tracked page. Sampled mode arms only a given set of ranges and reads only
+// those: arming is a PAGEMAP_SCAN re-protect per range, whose cost follows the pages written
+// there. Pages outside the set are not un-protected: an armed page costs nothing until its first
+// write, which disarms it, so each page faults at most once per time it is armed.
 //
 // Threading: one thread drives a Tracker (scan, set_sampled, process_events, detach). The
 // optional ThreadSampler runs its own fault-reading thread internally.
@@ -78,7 +79,8 @@ class Tracker {
   // pass. Re-reads /proc/PID/maps first so regions that appeared are tracked from now on and
   // vanished ones are forgotten.
   Result<ScanResult> scan();
-  // Arms only `ranges` (clipped to what is tracked) from now on. Cost: one ioctl per gap.
+  // Arms `ranges` (clipped to what is tracked) and watches only them from now on. Cost: one
+  // PAGEMAP_SCAN per range, proportional to the pages written there since they were armed.
   Result<void> set_sampled(std::vector<PageRange> ranges);
   // Arms everything again.
   Result<void> set_full();
@@ -122,6 +124,8 @@ class Tracker {
   };
   Result<Refresh> refresh_layout(bool force_register);
   Result<void> protect(const std::vector<PageRange>& ranges, bool enable);
+  // Re-protects the written pages of `ranges` (PAGEMAP_SCAN, no output).
+  Result<void> rearm(const std::vector<PageRange>& ranges);
   std::vector<PageRange> excluded() const;  // carved out for the thread sampler
   void apply(const UffdMessage& message);
 
@@ -134,6 +138,7 @@ class Tracker {
   std::vector<PageRange> registered_;       // normalized
   std::vector<PageRange> ever_registered_;  // normalized; what detach undoes
   std::vector<PageRange> armed_;            // sampled mode only
+  std::vector<PageRange> rearmed_;          // re-armed by the last scan (the interval's start)
   bool sampled_ = false;
   bool detached_ = false;
   unsigned skipped_ = 0;

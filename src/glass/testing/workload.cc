@@ -5,8 +5,8 @@
 //
 //   glass-workload MODE [--size 64M] [--rate PAGES_PER_S] [--duration-ms N] [--interval-ms N]
 //                  [--threads N] [--hot PAGES] [--seed N] [--log FILE] [--ready-fd FD] [--wait] [--hold]
-//   MODE: sweep | random | hotset-move | burst | threads | fork | checksum (4 writes per page,
-//   independent of time, then prints "checksum HEX")
+//   MODE: sweep | random | hotset-move | burst | threads | fork | checksum (--writes N random page
+//   writes, default 4 per page, independent of time, then prints "checksum HEX")
 //
 // Startup: maps one anonymous private region (never touched: the first write to each page is a
 // first write), then prints "glass-workload pid=PID region=0xSTART-0xEND" to stdout (and to
@@ -50,6 +50,7 @@ struct Options {
   std::uint64_t threads = 4;
   std::uint64_t hot = 0;  // hot-set pages, default size/16
   std::uint64_t seed = 1;
+  std::uint64_t writes = 0;  // checksum mode: number of page writes, default 4 per page
   std::string log_path;
   int ready_fd = -1;
   bool wait = false;
@@ -151,7 +152,7 @@ int usage(std::string_view why) {
   fmt::print(stderr,
              "glass-workload: {}\nusage: glass-workload sweep|random|hotset-move|burst|threads|fork|checksum "
              "[--size 64M] [--rate PAGES/S] [--duration-ms N] [--interval-ms N] [--threads N] [--hot PAGES] "
-             "[--seed N] [--log FILE] [--ready-fd FD] [--wait] [--hold]\n",
+             "[--seed N] [--writes N] [--log FILE] [--ready-fd FD] [--wait] [--hold]\n",
              why);
   return 2;
 }
@@ -179,6 +180,7 @@ int main(int argc, char** argv) {
     else if (arg == "--threads") ok = number(o.threads, false);
     else if (arg == "--hot") ok = number(o.hot, false);
     else if (arg == "--seed") ok = number(o.seed, false);
+    else if (arg == "--writes") ok = number(o.writes, false);
     else if (arg == "--log") o.log_path = std::string(value());
     else if (arg == "--ready-fd") {
       std::uint64_t fd = 0;
@@ -225,7 +227,8 @@ int main(int argc, char** argv) {
     run.loop(o.rate, [&](std::uint64_t n) { return n % pages; });
   } else if (o.mode == "checksum") {
     // A fixed number of writes (not a duration) so the result depends on nothing but --seed/--size.
-    for (std::uint64_t n = 0; n < pages * 4; ++n) run.write_page(rng() % pages, n, n + 1, o.rate);
+    const std::uint64_t writes = o.writes != 0 ? o.writes : pages * 4;
+    for (std::uint64_t n = 0; n < writes; ++n) run.write_page(rng() % pages, n, n + 1, o.rate);
   } else if (o.mode == "random") {
     run.loop(o.rate, [&](std::uint64_t) { return rng() % pages; });
   } else if (o.mode == "hotset-move") {
