@@ -164,9 +164,11 @@ Result<void> require_write_protect(const KernelSupport& k) {
 
 Result<void> require_async_tracking(const KernelSupport& k) {
   if (auto ok = require_write_protect(k); !ok) return ok;
+  // Synchronous write-protect would work on older kernels, but stopping the writer on every
+  // first write is not a tool to point at a running process: say what to upgrade to instead.
   constexpr std::string_view kFallback =
-      "falling back to synchronous write-protect tracking is possible (every first write to "
-      "a page stops the writing thread until the monitor re-arms it: slower, per-thread)";
+      "haywire glass has no tracking without it (Debian 12: install a newer kernel from "
+      "bookworm-backports, e.g. linux-image-amd64/bookworm-backports, and reboot)";
   if (!k.has(UFFD_FEATURE_WP_ASYNC)) {
     return fail(Unsupported{"userfaultfd UFFD_FEATURE_WP_ASYNC", version_text(k),
                             fmt::format("needs Linux 6.7+ (with PAGEMAP_SCAN); {}", kFallback)});
