@@ -1,5 +1,9 @@
 // haywire: see inside running virtual machines from the host.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <string>
 
 #include "cli.h"
 
@@ -20,7 +24,23 @@ void TargetOptions::add_to(CLI::App& app) {
   app.add_option("--qmp", qmp, "QMP socket of a QEMU started by hand (instead of NAME)");
 }
 
-void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump().c_str()); }
+// One write(2) per object: stdio would flush a long line to a pipe in 4 KiB pieces, and a
+// program launched by `haywire glass -- CMD` shares our stdout, so its output could land inside
+// a JSON line. A single write is not split by other writers unless the pipe is full (64 KiB).
+void print_json(const nlohmann::json& j) {
+  std::string line = j.dump();
+  line += '\n';
+  std::fflush(stdout);
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    const ssize_t n = ::write(STDOUT_FILENO, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // stdout closed (EPIPE): nothing more to say
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
 
 std::string hex(std::uint64_t value) { return fmt::format("0x{:x}", value); }
 
