@@ -25,6 +25,7 @@ struct GlassOptions {
   bool full = false;
   double rate = 0.10;
   bool fixed_rate = false;
+  bool adaptive_ranges = false;
   unsigned order = 0;
   bool once = false;
   bool json = false;
@@ -91,6 +92,7 @@ int run_glass(const GlassOptions& o) {
   options.full = o.full;
   options.sampling_rate = o.rate;
   options.adaptive = !o.fixed_rate;
+  options.adaptive_ranges = o.adaptive_ranges;
   options.order = o.order;
   options.calibrate_every = o.calibrate_every;
   options.thread_sampling = !o.no_thread_sampling;
@@ -181,6 +183,9 @@ void register_glass_command(CLI::App& app) {
   cmd->add_flag("--full", o->full, "arm every page every interval (exact; default: sampled)");
   cmd->add_option("--rate", o->rate, "initial sampling rate, 0.05..0.5 (default 0.10)");
   cmd->add_flag("--fixed-rate", o->fixed_rate, "do not adapt the sampling rate");
+  cmd->add_flag("--adaptive-ranges", o->adaptive_ranges,
+                "use the fewest plan ranges that keep F1 >= 0.97 at calibration (cheaper on workloads with "
+                "locality, less accuracy margin)");
   cmd->add_option("--calibrate-every", o->calibrate_every, "every Nth interval is full, to measure accuracy (0: never)");
   cmd->add_option("--order", o->order, "Hilbert order of the picture, 1..12 (default: from the tracked size)");
   cmd->add_flag("--once", o->once, "one interval, print it (with --json) and detach (needs --pid)");

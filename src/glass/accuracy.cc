@@ -80,23 +80,64 @@ SamplePlan CalibrationController::plan(std::uint64_t interval) const {
   return is_calibration(interval) ? full_plan(grid_) : sampled_plan(interval);
 }
 
+Result<AccuracyReport> CalibrationController::replay(const SamplePlan& plan, std::span<const PageIndexRange> written,
+                                                     const DensityMap& full, DensityMap& reconstructed) {
+  auto stats = reconstructor_.reconstruct(
+      live_.empty() ? observe(grid_, plan.ranges, written) : observe(grid_, plan.ranges, written, live_),
+      reconstructed);
+  if (!stats) return std::unexpected(stats.error());
+  return measure_accuracy(reconstructed, full, config_.hot_threshold);
+}
+
+Result<void> CalibrationController::adapt_budget(std::uint64_t interval, std::span<const PageIndexRange> written,
+                                                 const DensityMap& full, const AccuracyReport& current) {
+  const RangeBudgetConfig& cfg = config_.ranges;
+  if (!cfg.adaptive || current.trivial()) return {};
+  SamplerConfig sc = sampler_.config();
+  if (current.f1 < config_.rate.target_f1) {
+    sc.max_ranges = std::min(cfg.max_ranges, sc.max_ranges * 2);
+    sampler_ = Sampler(sc);
+    return {};
+  }
+  // Halve when both this budget and half of it are comfortable. One plan's luck on one
+  // interval is not enough: half the budget must be comfortable at several phases of the plan
+  // (the subsets the next intervals will arm). One step per calibration, so the budget comes
+  // down gradually and a workload that changes meanwhile is seen at each step.
+  if (current.f1 < config_.rate.comfortable_f1 || sc.max_ranges / 2 < std::max<std::uint64_t>(1, cfg.min_ranges))
+    return {};
+  constexpr std::uint64_t kPhases = 3;
+  SamplerConfig trial = sc;
+  trial.max_ranges = sc.max_ranges / 2;
+  DensityMap scratch;
+  for (std::uint64_t phase = 0; phase < kPhases; ++phase) {
+    const SamplePlan plan = Sampler(trial).plan(grid_, rate_.rate(), interval + phase);
+    auto accuracy = replay(plan, written, full, scratch);
+    if (!accuracy) return std::unexpected(accuracy.error());
+    if (accuracy->f1 < config_.rate.comfortable_f1) return {};
+  }
+  const std::uint64_t chosen = trial.max_ranges;
+  sc.max_ranges = chosen;
+  sampler_ = Sampler(sc);
+  return {};
+}
+
 Result<CalibrationResult> CalibrationController::calibrate(std::uint64_t interval,
                                                            std::span<const PageIndexRange> written) {
   CalibrationResult result;
   result.rate_before = rate_.rate();
+  result.ranges_before = range_budget();
   const SamplePlan all = full_plan(grid_);
   const SamplePlan sampled = sampled_plan(interval);
-  const bool every_slot_live = live_.empty();
-  result.full = exact_density(every_slot_live ? observe(grid_, all.ranges, written)
-                                              : observe(grid_, all.ranges, written, live_));
-  auto stats = reconstructor_.reconstruct(
-      every_slot_live ? observe(grid_, sampled.ranges, written) : observe(grid_, sampled.ranges, written, live_),
-      result.reconstructed);
-  if (!stats) return std::unexpected(stats.error());
-  auto accuracy = measure_accuracy(result.reconstructed, result.full, config_.hot_threshold);
+  result.full = exact_density(live_.empty() ? observe(grid_, all.ranges, written)
+                                            : observe(grid_, all.ranges, written, live_));
+  auto accuracy = replay(sampled, written, result.full, result.reconstructed);
   if (!accuracy) return std::unexpected(accuracy.error());
   result.accuracy = *accuracy;
+  // The budget is judged at the rate this interval was planned with, before the rate moves.
+  if (auto adapted = adapt_budget(interval, written, result.full, result.accuracy); !adapted)
+    return std::unexpected(adapted.error());
   result.rate_after = rate_.update(result.accuracy);
+  result.ranges_after = range_budget();
   last_ = result.accuracy;
   return result;
 }

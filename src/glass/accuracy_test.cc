@@ -124,7 +124,7 @@ TEST(CalibrationController, CountsOnlyLiveSlots) {
   // Half of the line is reserved for unmapped memory; the live half is written in full. With
   // the reserved slots counted as pages every density would be diluted below the hot threshold.
   const PageGrid grid = PageGrid::fit(4, 1024);  // 256 cells x 4 slots
-  CalibrationController c(grid, CalibrationConfig{.every = 1});
+  CalibrationController c(grid, CalibrationConfig{.every = 1, .ranges = {.adaptive = false}});
   const std::vector<PageIndexRange> written = {{0, 512}};
   c.set_live({{0, 1024}});
   auto all_live = c.calibrate(0, written);
@@ -145,13 +145,44 @@ TEST(CalibrationController, RaisesTheRateWhereReconstructionCannotWork) {
   // Scattered writes have no locality: F1 stays low, so the rate climbs to the maximum.
   const testing::WorkloadSpec spec{.kind = testing::Workload::kRandomScattered, .page_count = 1 << 14};
   const testing::SyntheticWorkload workload(spec);
-  CalibrationController c(PageGrid::fit(6, spec.page_count), CalibrationConfig{.every = 1});
+  CalibrationController c(PageGrid::fit(6, spec.page_count),
+                          CalibrationConfig{.every = 1, .ranges = {.adaptive = true}});
   for (std::uint64_t t = 0; t < 8; ++t) {
     auto result = c.calibrate(t, workload.written(t));
     ASSERT_TRUE(result.has_value());
     EXPECT_LT(result->accuracy.f1, 0.9);
   }
   EXPECT_DOUBLE_EQ(c.rate(), kMaxSamplingRate);
+  EXPECT_EQ(c.range_budget(), RangeBudgetConfig{}.max_ranges) << "misses double the range budget too";
+}
+
+TEST(CalibrationController, KeepsTheFewestRangesThatStillReconstructWell) {
+  // A sweep has long runs of written pages: far fewer, longer runs than the initial 2048
+  // reconstruct it as well, so the budget drops, and the next calibrations at the new budget
+  // still meet the target.
+  const testing::WorkloadSpec spec{.kind = testing::Workload::kSequentialSweep};
+  const testing::SyntheticWorkload workload(spec);
+  const PageGrid grid = PageGrid::fit(8, spec.page_count);
+  CalibrationController c(grid, CalibrationConfig{.every = 1, .ranges = {.adaptive = true}});
+  ASSERT_EQ(c.range_budget(), SamplerConfig{}.max_ranges);
+  auto first = c.calibrate(0, workload.written(0));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->ranges_before, SamplerConfig{}.max_ranges);
+  EXPECT_EQ(first->ranges_after, first->ranges_before / 2) << "one step per calibration";
+  EXPECT_EQ(c.range_budget(), first->ranges_after);
+  EXPECT_LE(c.sampled_plan(1).ranges.size(), c.range_budget() + 1);
+  for (std::uint64_t t = 1; t < 8; ++t) {
+    auto next = c.calibrate(t, workload.written(t));
+    ASSERT_TRUE(next.has_value());
+    EXPECT_GE(next->accuracy.f1, 0.9) << "interval " << t << " at " << next->ranges_before << " ranges";
+    EXPECT_GE(next->ranges_after, RangeBudgetConfig{}.min_ranges);
+  }
+  EXPECT_LE(c.range_budget(), SamplerConfig{}.max_ranges / 4) << "a sweep needs far fewer ranges";
+
+  // Fixed budget (the default): nothing moves.
+  CalibrationController fixed(grid, CalibrationConfig{.every = 1});
+  ASSERT_TRUE(fixed.calibrate(0, workload.written(0)).has_value());
+  EXPECT_EQ(fixed.range_budget(), SamplerConfig{}.max_ranges);
 }
 
 }  // namespace

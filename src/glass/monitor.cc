@@ -190,6 +190,7 @@ struct Monitor::State {
       config.every = options.calibrate_every;
       config.rate.initial_rate = std::clamp(options.sampling_rate, kMinSamplingRate, kMaxSamplingRate);
       config.rate.adaptive = options.adaptive;
+      config.ranges.adaptive = options.adaptive_ranges;
       controller.emplace(grid, config);
     } else if (grid.order != controller->grid().order || grid.page_count != controller->grid().page_count ||
                grid.pages_per_cell != controller->grid().pages_per_cell) {

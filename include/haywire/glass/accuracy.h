@@ -78,6 +78,24 @@ class AdaptiveRate {
   unsigned comfortable_streak_ = 0;
 };
 
+// The plan's range budget (SamplerConfig::max_ranges), adapted from the same calibrations.
+// Each range costs the target one PAGEMAP_SCAN per interval, and a TLB shootdown when it was
+// written (docs/PERFORMANCE.md section 7), so the controller keeps the fewest ranges that
+// still reconstruct well. After each non-trivial calibration:
+//  - F1 < target_f1 at the current budget: the budget doubles (up to max_ranges);
+//  - F1 >= comfortable_f1: the interval is replayed at half the budget, at three phases of
+//    the plan; if all three are comfortable too, the budget halves (down to min_ranges).
+//    One step per calibration: the budget comes down gradually.
+// target_f1 and comfortable_f1 are the rate rule's (AdaptiveRateConfig).
+struct RangeBudgetConfig {
+  // Off by default: it trades accuracy margin for cost (it settles where F1 is just
+  // comfortable), and a workload that then slows or spreads dips below the target until the
+  // next calibrations double the budget back (`haywire glass --adaptive-ranges`).
+  bool adaptive = false;
+  std::uint64_t min_ranges = 64;
+  std::uint64_t max_ranges = 4096;
+};
+
 struct CalibrationConfig {
   // Every `every`-th interval (interval % every == every - 1) is a full calibration interval;
   // 0 never calibrates, 1 always does. With every >= 2 interval 0 is sampled, so the first
@@ -85,7 +103,8 @@ struct CalibrationConfig {
   std::uint64_t every = 10;
   float hot_threshold = kDefaultHotThreshold;
   AdaptiveRateConfig rate;
-  SamplerConfig sampler;
+  SamplerConfig sampler;  // sampler.max_ranges is the initial budget
+  RangeBudgetConfig ranges;
   ReconstructionConfig reconstruction;
 };
 
@@ -93,6 +112,8 @@ struct CalibrationResult {
   AccuracyReport accuracy;
   double rate_before = 0.0;
   double rate_after = 0.0;
+  std::uint64_t ranges_before = 0;  // range budget
+  std::uint64_t ranges_after = 0;
   DensityMap full;          // the full interval's exact map (what to display)
   DensityMap reconstructed; // what sampled mode would have shown
 };
@@ -121,6 +142,7 @@ class CalibrationController {
   void set_live(std::vector<PageIndexRange> live) { live_ = std::move(live); }
 
   [[nodiscard]] double rate() const { return rate_.rate(); }
+  [[nodiscard]] std::uint64_t range_budget() const { return sampler_.config().max_ranges; }
   [[nodiscard]] const std::optional<AccuracyReport>& last() const { return last_; }
   [[nodiscard]] const PageGrid& grid() const { return grid_; }
   [[nodiscard]] Reconstructor& reconstructor() { return reconstructor_; }
@@ -133,6 +155,11 @@ class CalibrationController {
   Reconstructor reconstructor_;
   std::optional<AccuracyReport> last_;
   std::vector<PageIndexRange> live_;
+
+  Result<AccuracyReport> replay(const SamplePlan& plan, std::span<const PageIndexRange> written,
+                                const DensityMap& full, DensityMap& reconstructed);
+  Result<void> adapt_budget(std::uint64_t interval, std::span<const PageIndexRange> written,
+                            const DensityMap& full, const AccuracyReport& current);
 };
 
 }  // namespace haywire::glass

@@ -26,6 +26,7 @@ struct MonitorOptions {
   bool full = false;              // arm every page every interval (else sampled + calibration)
   double sampling_rate = 0.10;    // initial rate in sampled mode
   bool adaptive = true;           // adjust the rate from calibration accuracy
+  bool adaptive_ranges = false;   // adjust the plan's range budget too (RangeBudgetConfig)
   std::uint64_t calibrate_every = 10;  // every Nth interval is full (sampled mode); 0 never
   unsigned order = 0;             // Hilbert order of the grid; 0 chooses from the tracked size
   bool thread_sampling = true;    // per-thread attribution (needs full userfaultfds)
