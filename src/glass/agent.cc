@@ -158,25 +158,7 @@ __attribute__((constructor)) void haywire_glass_agent_start() {
   hello.user_mode_only = user_mode_only ? 1 : 0;
   hello.err = err;
 
-  iovec iov{&hello, sizeof(hello)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * proto::kMaxDescriptors)];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (made > 0) {
-    std::memset(control, 0, sizeof(control));
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<std::size_t>(made));
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<std::size_t>(made));
-    std::memcpy(CMSG_DATA(cmsg), uffds, sizeof(int) * static_cast<std::size_t>(made));
-  }
-  ssize_t sent;
-  do {
-    sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
+  ssize_t sent = proto::send_with_descriptors(fd, &hello, sizeof(hello), uffds, static_cast<std::size_t>(made));
   for (int i = 0; i < made; ++i) close(uffds[i]);  // the monitor holds them now
   if (sent == static_cast<ssize_t>(sizeof(hello))) {
     char closed = proto::kClosed;

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "glass/agent_protocol.h"
 #include "glass/launch_internal.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -20,21 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const int extra = data[0] % 4;
   int fds[3];
   for (int i = 0; i < extra; ++i) fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  iovec iov{const_cast<std::uint8_t*>(data + 1), size - 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (extra > 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<std::size_t>(extra));
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<std::size_t>(extra));
-    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * static_cast<std::size_t>(extra));
-  }
-  (void)sendmsg(agent.get(), &msg, 0);
+  (void)haywire::glass::agent_protocol::send_with_descriptors(agent.get(), data + 1, size - 1, fds,
+                                                              static_cast<std::size_t>(extra), 0);
   for (int i = 0; i < extra; ++i) close(fds[i]);
   auto got = haywire::glass::receive_agent_hello(monitor.get(), 1);
   // Descriptors that are not userfaultfds can never make a valid hand-over.

@@ -3,7 +3,13 @@
 // built without the C++ library and both ends come from the same build.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <cerrno>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace haywire::glass::agent_protocol {
 
@@ -34,5 +40,38 @@ struct Hello {
   std::int32_t err;     // errno of the failed userfaultfd(2), 0 on success
 };
 static_assert(sizeof(Hello) == 24);
+
+// More than an agent ever sends, so tests can send too many to the monitor on purpose.
+inline constexpr std::size_t kMaxSendable = 64;
+
+// Sends `size` bytes with `count` descriptors attached (SCM_RIGHTS, none when 0) in one
+// sendmsg, retried on EINTR; returns what sendmsg returned. libc only: the agent links no C++
+// library, and a forked test child may call it.
+inline ssize_t send_with_descriptors(int socket, const void* bytes, std::size_t size, const int* fds,
+                                     std::size_t count, int flags = MSG_NOSIGNAL) {
+  if (count > kMaxSendable) {
+    errno = EINVAL;
+    return -1;
+  }
+  iovec iov{const_cast<void*>(bytes), size};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSendable)] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (count > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * count);
+  }
+  ssize_t sent;
+  do {
+    sent = ::sendmsg(socket, &msg, flags);
+  } while (sent < 0 && errno == EINTR);
+  return sent;
+}
 
 }  // namespace haywire::glass::agent_protocol

@@ -267,21 +267,7 @@ Result<TargetUffds> receive(const void* bytes, std::size_t size, std::vector<int
   int pair[2];
   EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
   UniqueFd a(pair[0]), b(pair[1]);
-  iovec iov{const_cast<void*>(bytes), size};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 20)] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  EXPECT_EQ(sendmsg(b.get(), &msg, 0), static_cast<ssize_t>(size));
+  EXPECT_EQ(proto::send_with_descriptors(b.get(), bytes, size, fds.data(), fds.size(), 0), static_cast<ssize_t>(size));
   return receive_agent_hello(a.get(), expected);
 }
 

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "glass/agent_protocol.h"
 #include "glass/uapi.h"
 #include "haywire/base/fd.h"
 #include "haywire/base/types.h"
@@ -98,19 +99,7 @@ class UffdChild {
       fds.push_back(static_cast<int>(fd));
     }
     std::uint64_t base = reinterpret_cast<std::uint64_t>(mem);
-    char cbuf[CMSG_SPACE(sizeof(int) * 4)] = {};
-    iovec iov{&base, sizeof base};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    if (::sendmsg(sock, &msg, 0) < 0) ::_exit(12);
+    if (agent_protocol::send_with_descriptors(sock, &base, sizeof base, fds.data(), fds.size(), 0) < 0) ::_exit(12);
     // Like a real agent: the descriptors now belong to the monitor.
     for (int fd : fds) ::close(fd);
     while (true) {
