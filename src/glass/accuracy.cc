@@ -115,9 +115,7 @@ Result<void> CalibrationController::adapt_budget(std::uint64_t interval, std::sp
     if (!accuracy) return std::unexpected(accuracy.error());
     if (accuracy->f1 < config_.rate.comfortable_f1) return {};
   }
-  const std::uint64_t chosen = trial.max_ranges;
-  sc.max_ranges = chosen;
-  sampler_ = Sampler(sc);
+  sampler_ = Sampler(trial);
   return {};
 }
 
