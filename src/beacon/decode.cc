@@ -98,8 +98,11 @@ Decoded<void> copy_block(std::span<const std::span<const std::byte>> pages, cons
     const auto before = load<PageHeader>(page.data());
     PageExpect want{.type = expect.type, .block_id = expect.block_id, .page_index = i, .max_block_pages = allotted};
     if (auto bad = check_header(before, want)) {
-      // A header from another generation is what a block being rewritten looks like.
-      return std::unexpected(i > 0 && before.magic == kMagic ? Invalid::kInProgress : *bad);
+      // Page 0 verified, a later page does not: that is what a rewrite that has not reached
+      // this page yet looks like, whether the page holds another generation's header or was
+      // never written (a block growing into fresh pages reads zeros there). Callers retry a
+      // bounded number of times, so a page that stays broken ends as a stale block.
+      return std::unexpected(i > 0 ? Invalid::kInProgress : *bad);
     }
     if (i == 0) {
       first = before;

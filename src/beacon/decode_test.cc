@@ -97,6 +97,19 @@ TEST(CopyBlock, MixedGenerationsAreInProgress) {
   EXPECT_TRUE(copy.content.empty() || true);
 }
 
+// A block that grew: page 0 of the new generation is written, page 1 was never written (a
+// hole reads as zeros). The rewrite has not reached it yet: in progress, not bad magic.
+TEST(CopyBlock, AGrowingBlockWhoseNextPageIsStillBlankIsInProgress) {
+  auto p = two_pages(9, 9);
+  std::fill(p.b.begin(), p.b.end(), std::byte{0});
+  BlockCopy copy;
+  auto spans = p.spans();
+  EXPECT_EQ(copy_block(spans, {BlockType::kRoundRobin, 3, 0}, copy).error(), Invalid::kInProgress);
+  // Page 0 itself blank is no beacon block at all.
+  std::fill(p.a.begin(), p.a.end(), std::byte{0});
+  EXPECT_EQ(copy_block(spans, {BlockType::kRoundRobin, 3, 0}, copy).error(), Invalid::kBadMagic);
+}
+
 TEST(CopyBlock, RejectsHostileShapes) {
   BlockCopy copy;
   auto p = two_pages(9, 9, 3);  // claims 3 pages, 2 allotted

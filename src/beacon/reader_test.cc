@@ -345,6 +345,16 @@ TEST(TearDetection, ReadersNeverSeeMixedGenerations) {
       g.area.write_block(g.pids_slot, w.bytes(), gen);
     }
   });
+  // A failed ASSERT returns early: stop and join the writer then too (a joinable thread's
+  // destructor would abort the binary, leaving the fake RAM file behind).
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Joiner() {
+      stop = true;
+      thread.join();
+    }
+  } joiner{stop, writer};
   std::uint64_t whole = 0, in_progress = 0;
   BlockCopy copy;
   const auto until = std::chrono::steady_clock::now() + 300ms;
@@ -361,8 +371,6 @@ TEST(TearDetection, ReadersNeverSeeMixedGenerations) {
     for (std::uint32_t pid : c->pid_list->pids) ASSERT_EQ(pid, c->pid_list->cycle) << "mixed generations";
     ++whole;
   }
-  stop = true;
-  writer.join();
   EXPECT_GT(whole, 0u);
   RecordProperty("whole_copies", static_cast<int>(whole));
   RecordProperty("in_progress", static_cast<int>(in_progress));
