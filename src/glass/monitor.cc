@@ -406,7 +406,11 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
   s.interval_start = now;
   const double seconds = std::max(std::chrono::duration<double>(report.length).count(), 1e-6);
 
-  auto scan = s.tracker->scan();
+  // Full intervals re-arm everything they read, unless a sampled one follows (after a
+  // calibration): then the scan only reads and the plan is armed from what it saw, so the
+  // target does not fault on pages the plan does not read.
+  const bool next_full = s.options.full || !s.controller || s.controller->is_calibration(s.interval + 1);
+  auto scan = s.tracker->scan(next_full);
   if (!scan) {
     // A target that exited mid-scan has no maps or pagemap left: report the interval as empty.
     if (s.poll_exit(kExitGraceMs)) {

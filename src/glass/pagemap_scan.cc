@@ -121,6 +121,11 @@ Result<std::uint64_t> PagemapScanner::collect_written(VirtAddr start, VirtAddr e
   return scan(start, end, &out, PM_SCAN_WP_MATCHING | (check_async ? PM_SCAN_CHECK_WPASYNC : 0), PAGE_IS_WRITTEN);
 }
 
+Result<std::uint64_t> PagemapScanner::read_written(VirtAddr start, VirtAddr end, std::vector<PageRange>& out,
+                                                   bool check_async) {
+  return scan(start, end, &out, check_async ? PM_SCAN_CHECK_WPASYNC : 0, PAGE_IS_WRITTEN);
+}
+
 Result<std::uint64_t> PagemapScanner::collect_written_before(VirtAddr start, VirtAddr end,
                                                              std::vector<PageRange>& out) {
   // Every page matches (category_mask 0), so every page is armed; the categories returned pick

@@ -72,6 +72,23 @@ TEST_F(OwnMemory, ReportsExactlyWrittenPagesAndRearms) {
   EXPECT_EQ(written, (std::vector<PageRange>{{base() + 20 * kPageSize, base() + 21 * kPageSize}}));
 }
 
+TEST_F(OwnMemory, ReadWrittenReportsWithoutRearming) {
+  auto scanner = PagemapScanner::open(Pid(::getpid()));
+  ASSERT_TRUE(scanner) << scanner.error().message();
+  std::vector<PageRange> written;
+  ASSERT_TRUE(scanner->collect_written(base(), base() + bytes(), written));  // arm everything
+  mem_[5 * kPageSize] = 1;
+  written.clear();
+  ASSERT_EQ(*scanner->read_written(base(), base() + bytes(), written), 1u);
+  // Still written: a read changes no entry, so the page reads written again and costs no fault.
+  written.clear();
+  ASSERT_EQ(*scanner->read_written(base(), base() + bytes(), written), 1u);
+  EXPECT_EQ(written, (std::vector<PageRange>{{base() + 5 * kPageSize, base() + 6 * kPageSize}}));
+  ASSERT_TRUE(scanner->rearm(base(), base() + bytes()));
+  written.clear();
+  EXPECT_EQ(*scanner->read_written(base(), base() + bytes(), written), 0u);
+}
+
 TEST_F(OwnMemory, CheckAsyncRejectsUnregisteredMemory) {
   auto scanner = PagemapScanner::open(Pid(::getpid()));
   ASSERT_TRUE(scanner);

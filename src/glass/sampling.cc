@@ -67,7 +67,9 @@ SamplePlan Sampler::plan(const PageGrid& grid, double rate, std::uint64_t interv
   const double wanted = std::ceil(rate * static_cast<double>(pages));
   std::uint64_t run = config_.run_pages;
   if (run == 0) {
-    const double budget = static_cast<double>(std::max<std::uint64_t>(1, config_.max_ranges));
+    std::uint64_t ranges = config_.max_ranges;
+    if (config_.pages_per_range != 0) ranges = std::min(ranges, pages / config_.pages_per_range);
+    const double budget = static_cast<double>(std::max<std::uint64_t>(1, ranges));
     run = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(wanted / budget)));
   }
   // Strata of `stride` pages (not necessarily whole): run starts at floor((i + phase) * stride),

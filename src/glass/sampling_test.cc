@@ -60,6 +60,21 @@ TEST(Sampler, RespectsTheRangeBudget) {
   EXPECT_EQ(plan.run_pages, 105u);  // ceil(104858 armed / 1000 ranges)
 }
 
+// A small process gets at most one range per pages_per_range pages (each range the target
+// wrote in costs a TLB flush to arm), a large one at most max_ranges.
+TEST(Sampler, RespectsThePagesPerRangeBound) {
+  const PageGrid small = PageGrid::fit(7, 16384);  // 64 MiB
+  const SamplePlan plan = Sampler(SamplerConfig{.max_ranges = 2048, .pages_per_range = 32}).plan(small, 0.1, 0);
+  EXPECT_LE(plan.ranges.size(), 16384u / 32 + 1);
+  EXPECT_EQ(plan.run_pages, 4u);  // ceil(1639 armed / 512 ranges)
+  EXPECT_NEAR(static_cast<double>(plan.armed_pages), 1638.4, 8.0);
+  const SamplePlan unbounded = Sampler(SamplerConfig{.max_ranges = 2048, .pages_per_range = 0}).plan(small, 0.1, 0);
+  EXPECT_EQ(unbounded.run_pages, 1u);
+  EXPECT_GT(unbounded.ranges.size(), 1600u);
+  const SamplePlan large = Sampler(SamplerConfig{.max_ranges = 2048, .pages_per_range = 32}).plan(PageGrid::fit(8, 1 << 20), 0.1, 0);
+  EXPECT_LE(large.ranges.size(), 2049u) << "max_ranges still bounds a large process";
+}
+
 TEST(Sampler, EveryNeighbourhoodGetsSamples) {
   // Stratified: no stretch of the page line longer than one stratum is left without a sample.
   const PageGrid grid = PageGrid::fit(6, 100'000);

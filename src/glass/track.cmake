@@ -21,3 +21,11 @@ haywire_fuzzer(proc_maps_fuzzer SOURCES maps_fuzzer.cc DEPS haywire_glass_track
   CORPUS ${PROJECT_SOURCE_DIR}/testdata/fuzz/proc_maps)
 
 haywire_benchmark(glass_track_benchmark SOURCES track_benchmark.cc DEPS haywire_glass_track)
+
+# Whole-process A/B: a writer's rate watched by `haywire glass --pid` vs unwatched, same run.
+if(HAYWIRE_BENCH)
+  add_executable(glass_onoff_benchmark onoff_benchmark.cc)
+  target_link_libraries(glass_onoff_benchmark PRIVATE fmt::fmt Threads::Threads)
+  target_compile_definitions(glass_onoff_benchmark PRIVATE HAYWIRE_CLI="$<TARGET_FILE:haywire>")
+  add_dependencies(glass_onoff_benchmark haywire)
+endif()

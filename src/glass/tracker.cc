@@ -41,6 +41,17 @@ std::vector<VirtAddr> spread_pages(const std::vector<PageRange>& ranges, std::si
   return out;
 }
 
+// The ranges of `ranges` that overlap some range of `marks` (both normalized), whole.
+std::vector<PageRange> ranges_touching(const std::vector<PageRange>& ranges, const std::vector<PageRange>& marks) {
+  std::vector<PageRange> out;
+  std::size_t j = 0;
+  for (const PageRange& r : ranges) {
+    while (j < marks.size() && marks[j].end <= r.start) ++j;
+    if (j < marks.size() && marks[j].start < r.end) out.push_back(r);
+  }
+  return out;
+}
+
 }  // namespace
 
 Tracker::Tracker(Pid pid, Uffd uffd, PagemapScanner scanner, TrackerOptions options)
@@ -155,13 +166,13 @@ Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
   return result;
 }
 
-Result<ScanResult> Tracker::scan() {
+Result<ScanResult> Tracker::scan(bool rearm) {
   if (detached_) return fail(InvalidArgument{"scan() after detach()"});
   std::uint64_t ioctls_before = ioctls_ + scanner_.ioctls();
   ScanResult result;
   ThreadWrites thread_writes;
   if (sampler_) {
-    auto closed = sampler_->end_interval(uffd_, !sampled_);
+    auto closed = sampler_->end_interval(uffd_, !sampled_ && rearm);
     if (!closed) return std::unexpected(std::move(closed.error()));
     thread_writes = std::move(*closed);
   }
@@ -170,18 +181,40 @@ Result<ScanResult> Tracker::scan() {
   result.regions_added = refreshed->added;
   result.regions_removed = refreshed->removed;
   rearmed_.clear();
+  unarmed_known_ = false;
   for (int attempt = 0;; ++attempt) {
     result.written.clear();
     const std::vector<PageRange>& watched = sampled_ ? armed_ : registered_;
     Result<std::uint64_t> pages = 0;
     std::vector<PageRange> read = subtract_ranges(watched, excluded());
-    for (const PageRange& r : read) {
-      pages = scanner_.collect_written(r.start, r.end, result.written, true);
-      if (!pages) break;
-    }
-    if (pages) {
-      rearmed_ = std::move(read);
-      break;
+    if (sampled_ || !rearm) {
+      // Sampled mode only reads (and so does full mode when sampled mode follows), and reads every tracked page's state in one pass per region
+      // (a walk of the page tables that changes nothing: no TLB flush, no fault later): the
+      // plan's written pages are this interval's result, and the rest tells set_sampled() which
+      // ranges of the next plan need arming at all. Re-arming this plan instead would make the
+      // target fault on pages the next plan does not read, and interrupt its CPUs with a TLB
+      // flush per range.
+      unarmed_.clear();
+      for (const PageRange& r : subtract_ranges(registered_, excluded())) {
+        pages = scanner_.read_written(r.start, r.end, unarmed_, true);
+        if (!pages) break;
+      }
+      if (pages) {
+        normalize_ranges(unarmed_);
+        result.written = intersect_ranges(unarmed_, read);
+        unarmed_known_ = true;
+        break;
+      }
+    } else {
+      // Full mode re-arms what it reads: the next interval watches every page again.
+      for (const PageRange& r : read) {
+        pages = scanner_.collect_written(r.start, r.end, result.written, true);
+        if (!pages) break;
+      }
+      if (pages) {
+        rearmed_ = std::move(read);
+        break;
+      }
     }
     // A watched range holds memory our context does not cover: it was unmapped and mapped again
     // between two reads of the layout. Register everything again and rescan once.
@@ -225,7 +258,13 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // so un-protecting them would cost the monitor a page-table pass to save at most one fault.
   // Their writes are not reported: scan() reads only the plan. What the last scan read was
   // re-armed by it, when this interval began: only the rest of the plan needs arming.
-  if (auto armed = rearm(subtract_ranges(subtract_ranges(next, rearmed_), excluded())); !armed) return armed;
+  std::vector<PageRange> to_arm = subtract_ranges(subtract_ranges(next, rearmed_), excluded());
+  // After a sampled scan, the pages that were not armed then are known: a range of the plan
+  // without any is armed already (a write since the scan is this interval's, and caught), so
+  // it needs no call. Each range that has some is re-protected whole, in one call.
+  if (unarmed_known_) to_arm = ranges_touching(to_arm, unarmed_);
+  unarmed_known_ = false;
+  if (auto armed = rearm(to_arm); !armed) return armed;
   armed_ = std::move(next);
   sampled_ = true;
   return {};
@@ -233,6 +272,7 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
 
 Result<void> Tracker::set_full() {
   if (detached_) return fail(InvalidArgument{"set_full() after detach()"});
+  unarmed_known_ = false;
   if (!sampled_) return {};
   if (auto armed = rearm(subtract_ranges(subtract_ranges(registered_, rearmed_), excluded())); !armed) return armed;
   armed_.clear();
@@ -249,6 +289,7 @@ Result<void> Tracker::rearm(const std::vector<PageRange>& ranges) {
 }
 
 void Tracker::apply(const UffdMessage& message) {
+  if (message.type == UffdMessage::Type::kUnmap || message.type == UffdMessage::Type::kRemap) unarmed_known_ = false;
   switch (message.type) {
     case UffdMessage::Type::kUnmap: {
       std::vector<PageRange> gone{{message.address, message.end}};

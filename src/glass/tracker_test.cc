@@ -113,6 +113,42 @@ TEST(Tracker, SampledModeReportsOnlyArmedPagesAndFullModeRestores) {
   EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 15, 450}));
 }
 
+// Sampled scans only read (nothing re-armed: the next plan is elsewhere), and the next plan
+// is armed where the scan saw pages not armed: a write landing between the scan and the
+// arming in an armed range belongs to the new interval and is reported; a page written before
+// the scan (outside the plan) is armed afresh when a plan takes it in, so its old write is not.
+TEST(Tracker, SampledScansOnlyReadAndArmingFollowsWhatTheyRead) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child);  // full mode arms every page
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  ASSERT_TRUE(tracker->set_sampled({{child.page(100), child.page(110)}}));
+  ASSERT_TRUE(child.write_pages({101, 300}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {101}));
+  // Not re-armed by the scan: a second read without arming sees page 101 again.
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {101}));
+
+  ASSERT_TRUE(child.write_pages({105}));  // after the scan, before the next plan is armed
+  // [100, 103) holds the unarmed 101: armed again. [105, 110) was all armed at the scan: left
+  // as it is, so 105's write counts. [295, 305) holds the unarmed 300: armed again.
+  ASSERT_TRUE(tracker->set_sampled(
+      {{child.page(100), child.page(103)}, {child.page(105), child.page(110)}, {child.page(295), child.page(305)}}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {105}))
+      << "101 re-armed by the plan; 105 written in the new interval; 300's old write not reported";
+
+  ASSERT_TRUE(tracker->set_sampled({{child.page(295), child.page(305)}}));
+  ASSERT_TRUE(child.write_pages({301, 105}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {301}));
+}
+
 TEST(Tracker, UnmapEventIsDeliveredAndApplied) {
   UffdChild child;
   ASSERT_TRUE(child.start(kPages));

@@ -42,6 +42,11 @@ class PagemapScanner {
   // a layout change under a registered range shows up.
   Result<std::uint64_t> collect_written(VirtAddr start, VirtAddr end, std::vector<PageRange>& out,
                                         bool check_async = true);
+  // Appends the written ranges in [start, end) to `out` like collect_written, without
+  // re-arming them: a read of the page tables that changes no entry, so it needs no TLB flush
+  // (no interrupt of the target's CPUs) and the pages cost no further fault.
+  Result<std::uint64_t> read_written(VirtAddr start, VirtAddr end, std::vector<PageRange>& out,
+                                     bool check_async = true);
   // For a range registered just now, not yet armed: appends the pages written before tracking
   // began there (present and private: neither page cache nor the shared zero page, whose
   // presence says only that they were read) and arms EVERY page of the range, in the same

@@ -4,10 +4,13 @@
 // context (UFFD_FEATURE_WP_ASYNC: the kernel resolves each first write itself and marks the page
 // written, ~1 µs) and reads + re-arms the written set with one PAGEMAP_SCAN per range.
 //
-// Full mode arms every tracked page. Sampled mode arms only a given set of ranges and reads only
-// those: arming is a PAGEMAP_SCAN re-protect per range, whose cost follows the pages written
-// there. Pages outside the set are not un-protected: an armed page costs nothing until its first
-// write, which disarms it, so each page faults at most once per time it is armed.
+// Full mode arms every tracked page. Sampled mode arms only a given set of ranges and reports
+// only those: arming is a PAGEMAP_SCAN re-protect per range, skipped for ranges the last scan
+// saw fully armed. Its scans only read (one page-table walk per region, no TLB flush). Pages
+// outside the set are not un-protected: an armed page costs nothing until its first write, which
+// disarms it, so each page faults at most once per time it is armed. Each range re-protected
+// while the target runs costs a TLB flush on the target's CPUs (~10 µs of its time here, in a
+// VM): that, not the page count, is what a plan's range budget bounds.
 //
 // Threading: one thread drives a Tracker (scan, set_sampled, process_events, detach). The
 // optional ThreadSampler runs its own fault-reading thread internally.
@@ -75,10 +78,15 @@ class Tracker {
   Tracker(Tracker&&) noexcept;
   Tracker& operator=(Tracker&&) noexcept;
 
-  // Pages written since the previous scan (or since create / a mode change), re-armed in the same
-  // pass. Re-reads /proc/PID/maps first so regions that appeared are tracked from now on and
-  // vanished ones are forgotten.
-  Result<ScanResult> scan();
+  // Pages written since the interval began, and the start of the next one. Re-reads
+  // /proc/PID/maps first so regions that appeared are tracked from now on and vanished ones are
+  // forgotten.
+  // Full mode: pages written since the previous scan (or create / set_full), re-armed in the
+  // same pass. With rearm = false (the caller calls set_sampled next) it only reads.
+  // Sampled mode: pages of the plan written since set_sampled armed it; nothing is re-armed
+  // (the next set_sampled arms the next plan where this scan saw pages not armed), so call
+  // set_sampled after each scan, as the monitor does.
+  Result<ScanResult> scan(bool rearm = true);
   // Arms `ranges` (clipped to what is tracked) and watches only them from now on. Cost: one
   // PAGEMAP_SCAN per range, proportional to the pages written there since they were armed.
   Result<void> set_sampled(std::vector<PageRange> ranges);
@@ -139,6 +147,10 @@ class Tracker {
   std::vector<PageRange> ever_registered_;  // normalized; what detach undoes
   std::vector<PageRange> armed_;            // sampled mode only
   std::vector<PageRange> rearmed_;          // re-armed by the last scan (the interval's start)
+  // Sampled mode: the tracked pages that were not armed (written since last armed, or never
+  // armed) at the last scan; valid until the next set_sampled / set_full or layout event.
+  std::vector<PageRange> unarmed_;
+  bool unarmed_known_ = false;
   bool sampled_ = false;
   bool detached_ = false;
   unsigned skipped_ = 0;
