@@ -35,6 +35,7 @@ struct GlassOptions {
   bool follow_forks = false;
   bool no_thread_sampling = false;
   std::uint64_t calibrate_every = 10;
+  bool calibrate_fixed = false;  // --calibrate-every given: no back-off
   std::uint64_t intervals = 0;  // 0: until the target exits or Ctrl-C
 };
 
@@ -95,6 +96,7 @@ int run_glass(const GlassOptions& o) {
   options.adaptive_ranges = o.adaptive_ranges;
   options.order = o.order;
   options.calibrate_every = o.calibrate_every;
+  if (o.calibrate_fixed) options.calibrate_max_every = o.calibrate_every;
   options.thread_sampling = !o.no_thread_sampling;
   options.follow_forks = o.follow_forks;
 
@@ -175,7 +177,8 @@ void register_glass_command(CLI::App& app) {
       "  haywire glass --pid 1234 --png heat.png  attach to a running process, heat map every interval\n"
       "  haywire glass --pid 1234 --once --full --json\n"
       "Sampled mode (default) arms a fraction of the pages each interval and reconstructs the map;\n"
-      "every --calibrate-every intervals is a full one that measures the accuracy and adapts the rate.");
+      "a full interval measures the accuracy and adapts the rate: by default the 10th, then twice as\n"
+      "far apart (up to every 40th) while accuracy stays comfortable; --calibrate-every N fixes it.");
   auto o = std::make_shared<GlassOptions>();
   cmd->add_option("--pid", o->pid, "attach to this running process (ptrace injection, no cooperation)");
   cmd->add_option("command", o->command, "program and arguments to start and watch (after --)");
@@ -186,7 +189,9 @@ void register_glass_command(CLI::App& app) {
   cmd->add_flag("--adaptive-ranges", o->adaptive_ranges,
                 "use the fewest plan ranges that keep F1 >= 0.97 at calibration (cheaper on workloads with "
                 "locality, less accuracy margin)");
-  cmd->add_option("--calibrate-every", o->calibrate_every, "every Nth interval is full, to measure accuracy (0: never)");
+  auto* every = cmd->add_option("--calibrate-every", o->calibrate_every,
+                                "every Nth interval is full, to measure accuracy, at a fixed pace (0: never; default "
+                                "10, backing off to 40 while accurate)");
   cmd->add_option("--order", o->order, "Hilbert order of the picture, 1..12 (default: from the tracked size)");
   cmd->add_flag("--once", o->once, "one interval, print it (with --json) and detach (needs --pid)");
   cmd->add_flag("--json", o->json, "JSON: one object per interval on stdout");
@@ -196,7 +201,10 @@ void register_glass_command(CLI::App& app) {
   cmd->add_flag("--follow-forks", o->follow_forks, "track children the target forks");
   cmd->add_flag("--no-thread-sampling", o->no_thread_sampling, "no per-thread attribution (no synchronous faults at all)");
   cmd->add_option("--intervals", o->intervals, "stop after N intervals (default: until the target exits or Ctrl-C)");
-  cmd->callback(run([o] { return run_glass(*o); }));
+  cmd->callback(run([o, every] {
+    o->calibrate_fixed = every->count() > 0;
+    return run_glass(*o);
+  }));
 }
 
 }  // namespace haywire::cli

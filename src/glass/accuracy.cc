@@ -66,10 +66,20 @@ CalibrationController::CalibrationController(PageGrid grid, CalibrationConfig co
       config_(config),
       sampler_(config.sampler),
       rate_(config.rate),
-      reconstructor_(grid.order, config.reconstruction) {}
+      reconstructor_(grid.order, config.reconstruction),
+      gap_(config.every),
+      next_(config.every > 0 ? config.every - 1 : 0) {}
 
 bool CalibrationController::is_calibration(std::uint64_t interval) const {
+  if (backs_off()) return interval >= next_;
   return config_.every > 0 && interval % config_.every == config_.every - 1;
+}
+
+bool CalibrationController::full_follows(std::uint64_t interval) const {
+  if (!backs_off() || !is_calibration(interval)) return is_calibration(interval + 1);
+  // `interval` is about to be calibrated: the next one is due at least `every` later (after a
+  // miss), so only every == 1 can make interval + 1 full.
+  return config_.every == 1;
 }
 
 SamplePlan CalibrationController::sampled_plan(std::uint64_t interval) const {
@@ -137,6 +147,11 @@ Result<CalibrationResult> CalibrationController::calibrate(std::uint64_t interva
   result.rate_after = rate_.update(result.accuracy);
   result.ranges_after = range_budget();
   last_ = result.accuracy;
+  if (backs_off()) {
+    const bool comfortable = result.accuracy.trivial() || result.accuracy.f1 >= config_.rate.comfortable_f1;
+    gap_ = comfortable ? std::min(gap_ * 2, config_.max_every) : config_.every;
+    next_ = interval + gap_;
+  }
   return result;
 }
 

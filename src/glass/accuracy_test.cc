@@ -102,6 +102,49 @@ TEST(CalibrationController, EveryNthIntervalIsFull) {
   EXPECT_FALSE(never.is_calibration(99));
 }
 
+// Backing off: comfortable calibrations double the gap up to max_every; one below the
+// comfortable F1 brings it back to `every`; a calibration that was due but did not happen
+// stays due.
+TEST(CalibrationController, BacksOffWhileAccurateAndReturnsOnAMiss) {
+  using testing::SyntheticWorkload;
+  using testing::Workload;
+  const SyntheticWorkload steady(testing::WorkloadSpec{.kind = Workload::kSteadyHotSet});
+  const PageGrid grid = PageGrid::fit(8, steady.spec().page_count);
+  CalibrationController c(grid, CalibrationConfig{.every = 10, .max_every = 40});
+  EXPECT_FALSE(c.is_calibration(8));
+  ASSERT_TRUE(c.is_calibration(9));
+  EXPECT_TRUE(c.is_calibration(10)) << "due until it happens";
+  EXPECT_FALSE(c.full_follows(9)) << "9 is calibrated as it ends: 10 is sampled";
+  EXPECT_TRUE(c.full_follows(8));
+  std::vector<std::uint64_t> at;
+  std::uint64_t interval = 9;
+  for (int k = 0; k < 4; ++k) {
+    auto r = c.calibrate(interval, steady.written(interval));
+    ASSERT_TRUE(r.has_value()) << r.error().message();
+    ASSERT_GE(r->accuracy.f1, 0.97) << "the steady hot set is comfortable";
+    at.push_back(interval);
+    while (!c.is_calibration(++interval)) {
+    }
+  }
+  EXPECT_EQ(at, (std::vector<std::uint64_t>{9, 29, 69, 109}));
+  EXPECT_EQ(c.calibration_gap(), 40u);
+  EXPECT_FALSE(c.plan(interval - 1).full(grid.page_count));
+  EXPECT_TRUE(c.plan(interval).full(grid.page_count));
+  // A miss: uniformly scattered writes, which sampling cannot reconstruct (no locality).
+  const SyntheticWorkload scattered(testing::WorkloadSpec{.kind = Workload::kRandomScattered});
+  auto miss = c.calibrate(interval, scattered.written(interval));
+  ASSERT_TRUE(miss.has_value());
+  ASSERT_LT(miss->accuracy.f1, 0.97);
+  EXPECT_EQ(c.calibration_gap(), 10u);
+  EXPECT_FALSE(c.is_calibration(interval + 9));
+  EXPECT_TRUE(c.is_calibration(interval + 10));
+  // max_every <= every: the fixed schedule, whatever the results.
+  CalibrationController fixed(grid, CalibrationConfig{.every = 10, .max_every = 10});
+  ASSERT_TRUE(fixed.calibrate(9, steady.written(9)).has_value());
+  EXPECT_TRUE(fixed.is_calibration(19));
+  EXPECT_FALSE(fixed.is_calibration(20));
+}
+
 TEST(CalibrationController, MeasuresTheSampledSubsetOfAFullInterval) {
   using testing::SyntheticWorkload;
   using testing::Workload;

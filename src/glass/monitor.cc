@@ -188,6 +188,7 @@ struct Monitor::State {
     if (!controller) {
       CalibrationConfig config;
       config.every = options.calibrate_every;
+      config.max_every = options.calibrate_max_every;
       config.rate.initial_rate = std::clamp(options.sampling_rate, kMinSamplingRate, kMaxSamplingRate);
       config.rate.adaptive = options.adaptive;
       config.ranges.adaptive = options.adaptive_ranges;
@@ -409,7 +410,7 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
   // Full intervals re-arm everything they read, unless a sampled one follows (after a
   // calibration): then the scan only reads and the plan is armed from what it saw, so the
   // target does not fault on pages the plan does not read.
-  const bool next_full = s.options.full || !s.controller || s.controller->is_calibration(s.interval + 1);
+  const bool next_full = s.options.full || !s.controller || s.controller->full_follows(s.interval);
   auto scan = s.tracker->scan(next_full);
   if (!scan) {
     // A target that exited mid-scan has no maps or pagemap left: report the interval as empty.

@@ -4,12 +4,13 @@
 // A child writes one 8-byte word of a random page of SIZE MiB, as fast as it can, and counts
 // its writes in shared memory: every page is written many times per 100 ms interval, the worst
 // case for write tracking. Each round measures its write rate unwatched (1.5 s), watched by
-// `haywire glass --pid CHILD --interval-ms 100 --intervals 30 [GLASS OPTIONS]` (2 s, from 0.5 s
-// after the attach), and unwatched again; the round's change is watched / mean(unwatched) - 1.
+// `haywire glass --pid CHILD --interval-ms 100 --intervals N [GLASS OPTIONS]` (from 0.5 s after
+// the attach to 0.5 s before the end; N = 30 by default), and unwatched again; the round's change
+// is watched / mean(unwatched) - 1.
 // Whole-program timings on this machine drift by +-15 % between runs; adjacent windows of one
 // process do not, which is why this compares windows and reports the median round.
 //
-// Usage: glass_onoff_benchmark [--size MiB] [--rounds N] [-- GLASS OPTIONS...]
+// Usage: glass_onoff_benchmark [--size MiB] [--rounds N] [--intervals N] [-- GLASS OPTIONS...]
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -60,6 +61,7 @@ double rate(const std::atomic<std::uint64_t>& counter, std::chrono::milliseconds
 int main(int argc, char** argv) {
   std::size_t mib = 64;
   int rounds = 5;
+  int intervals = 30;
   std::vector<std::string> glass_options;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -67,11 +69,13 @@ int main(int argc, char** argv) {
       mib = std::stoul(argv[++i]);
     } else if (a == "--rounds" && i + 1 < argc) {
       rounds = std::max(1, std::stoi(argv[++i]));
+    } else if (a == "--intervals" && i + 1 < argc) {
+      intervals = std::max(15, std::stoi(argv[++i]));
     } else if (a == "--") {
       glass_options.assign(argv + i + 1, argv + argc);
       break;
     } else {
-      std::fprintf(stderr, "usage: %s [--size MiB] [--rounds N] [-- GLASS OPTIONS...]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--size MiB] [--rounds N] [--intervals N (>= 15)] [-- GLASS OPTIONS...]\n", argv[0]);
       return 2;
     }
   }
@@ -84,7 +88,7 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // memset done, rate steady
 
   std::vector<std::string> args{HAYWIRE_CLI, "glass", "--pid", std::to_string(child), "--interval-ms", "100",
-                                "--intervals", "30", "--json"};
+                                "--intervals", std::to_string(intervals), "--json"};
   args.insert(args.end(), glass_options.begin(), glass_options.end());
   std::vector<char*> argp;
   for (std::string& s : args) argp.push_back(s.data());
@@ -106,7 +110,7 @@ int main(int argc, char** argv) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    const double on = rate(*counter, std::chrono::milliseconds(2000));
+    const double on = rate(*counter, std::chrono::milliseconds(intervals * 100 - 1000));
     int glass_status = 0;
     ::waitpid(glass, &glass_status, 0);
     if (!WIFEXITED(glass_status) || WEXITSTATUS(glass_status) != 0) {

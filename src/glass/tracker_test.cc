@@ -149,6 +149,26 @@ TEST(Tracker, SampledScansOnlyReadAndArmingFollowsWhatTheyRead) {
   EXPECT_EQ(scan->written, pages_to_ranges(child, {301}));
 }
 
+// scan(rearm = false) in full mode (a calibration interval closing before a sampled one) reads
+// without re-arming: the same pages read written again until a scan re-arms them.
+TEST(Tracker, FullScanWithoutRearmOnlyReads) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  ASSERT_TRUE(child.write_pages({1, 50}));
+  auto scan = tracker->scan(false);
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_FALSE(scan->sampled);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 50}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 50})) << "not re-armed by the reading scan";
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_TRUE(scan->written.empty()) << "re-armed by the full scan";
+}
+
 TEST(Tracker, UnmapEventIsDeliveredAndApplied) {
   UffdChild child;
   ASSERT_TRUE(child.start(kPages));

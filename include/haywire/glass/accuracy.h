@@ -101,6 +101,12 @@ struct CalibrationConfig {
   // 0 never calibrates, 1 always does. With every >= 2 interval 0 is sampled, so the first
   // picture costs no full scan.
   std::uint64_t every = 10;
+  // Back off while calibrations are comfortable (F1 >= rate.comfortable_f1, or nothing hot):
+  // the gap to the next one doubles, up to max_every intervals, and drops back to `every` after
+  // one that is not. A full interval makes the whole working set fault once and be re-armed,
+  // which is most of sampled mode's cost on a busy process. 0 (or <= every): every `every`-th
+  // interval, always.
+  std::uint64_t max_every = 0;
   float hot_threshold = kDefaultHotThreshold;
   AdaptiveRateConfig rate;
   SamplerConfig sampler;  // sampler.max_ranges is the initial budget
@@ -124,7 +130,15 @@ class CalibrationController {
  public:
   CalibrationController(PageGrid grid, CalibrationConfig config = {});
 
+  // Whether `interval` is full. With a backing-off schedule a calibration that did not happen
+  // (calibrate() not called for it) stays due: every later interval is full until one is.
   [[nodiscard]] bool is_calibration(std::uint64_t interval) const;
+  // Whether interval + 1 will be full, asked while `interval` ends and before calibrate() is
+  // called for it (when it is a calibration): what the scan closing `interval` needs to know.
+  [[nodiscard]] bool full_follows(std::uint64_t interval) const;
+  // Intervals between the last calibration and the next (the configured `every` until one
+  // happened, or with a fixed schedule).
+  [[nodiscard]] std::uint64_t calibration_gap() const { return backs_off() ? gap_ : config_.every; }
   // The plan to arm for `interval`: full on calibration intervals, else sampled at rate().
   [[nodiscard]] SamplePlan plan(std::uint64_t interval) const;
   // The sampled plan `interval` would use at the current rate (also on calibration intervals).
@@ -155,6 +169,10 @@ class CalibrationController {
   Reconstructor reconstructor_;
   std::optional<AccuracyReport> last_;
   std::vector<PageIndexRange> live_;
+  std::uint64_t gap_ = 0;   // backing off: intervals from the last calibration to the next
+  std::uint64_t next_ = 0;  // backing off: the next calibration interval
+
+  [[nodiscard]] bool backs_off() const { return config_.every > 0 && config_.max_every > config_.every; }
 
   Result<AccuracyReport> replay(const SamplePlan& plan, std::span<const PageIndexRange> written,
                                 const DensityMap& full, DensityMap& reconstructed);

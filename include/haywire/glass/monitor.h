@@ -28,6 +28,9 @@ struct MonitorOptions {
   bool adaptive = true;           // adjust the rate from calibration accuracy
   bool adaptive_ranges = false;   // adjust the plan's range budget too (RangeBudgetConfig)
   std::uint64_t calibrate_every = 10;  // every Nth interval is full (sampled mode); 0 never
+  // While calibrations stay comfortable the gap doubles up to this (CalibrationConfig::
+  // max_every); <= calibrate_every keeps the schedule fixed.
+  std::uint64_t calibrate_max_every = 40;
   unsigned order = 0;             // Hilbert order of the grid; 0 chooses from the tracked size
   bool thread_sampling = true;    // per-thread attribution (needs full userfaultfds)
   bool follow_forks = false;
