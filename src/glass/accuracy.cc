@@ -1,6 +1,7 @@
 #include "haywire/glass/accuracy.h"
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -82,8 +83,26 @@ bool CalibrationController::full_follows(std::uint64_t interval) const {
   return config_.every == 1;
 }
 
+void CalibrationController::note_arming(std::uint64_t ranges, std::uint64_t rearmed) {
+  if (ranges == 0) return;
+  const double share = static_cast<double>(std::min(rearmed, ranges)) / static_cast<double>(ranges);
+  rearm_share_ = 0.5 * rearm_share_ + 0.5 * share;
+}
+
+std::uint64_t CalibrationController::cost_cap() const {
+  const RearmCostConfig& cfg = config_.rearm;
+  if (cfg.max_rearms == 0 || rearm_share_ <= 0.0) return std::numeric_limits<std::uint64_t>::max();
+  const double cap = static_cast<double>(cfg.max_rearms) / rearm_share_;
+  if (cap >= 1e18) return std::numeric_limits<std::uint64_t>::max();
+  return std::max(cfg.min_ranges, static_cast<std::uint64_t>(cap));
+}
+
 SamplePlan CalibrationController::sampled_plan(std::uint64_t interval) const {
-  return sampler_.plan(grid_, rate_.rate(), interval);
+  const std::uint64_t cap = cost_cap();
+  if (cap >= sampler_.config().max_ranges) return sampler_.plan(grid_, rate_.rate(), interval);
+  SamplerConfig capped = sampler_.config();
+  capped.max_ranges = cap;
+  return Sampler(capped).plan(grid_, rate_.rate(), interval);
 }
 
 SamplePlan CalibrationController::plan(std::uint64_t interval) const {

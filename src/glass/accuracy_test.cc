@@ -1,5 +1,7 @@
 #include "haywire/glass/accuracy.h"
 
+#include <limits>
+
 #include <gtest/gtest.h>
 
 #include "glass/testing/synthetic_workload.h"
@@ -143,6 +145,31 @@ TEST(CalibrationController, BacksOffWhileAccurateAndReturnsOnAMiss) {
   ASSERT_TRUE(fixed.calibrate(9, steady.written(9)).has_value());
   EXPECT_TRUE(fixed.is_calibration(19));
   EXPECT_FALSE(fixed.is_calibration(20));
+}
+
+// When most of a plan's ranges need re-protecting at each arming (the process writes
+// everywhere), the plan gets fewer ranges: about max_rearms / share; when few do, the cap
+// lifts again.
+TEST(CalibrationController, CapsRangesByTheMeasuredReArmCost) {
+  const PageGrid grid = PageGrid::fit(7, 16384);  // 64 MiB
+  CalibrationController c(grid, CalibrationConfig{.rearm = {.max_rearms = 128, .min_ranges = 64}});
+  const std::size_t uncapped = c.sampled_plan(0).ranges.size();
+  EXPECT_GE(uncapped, 400u) << "runs of 4 pages: the one-range-per-32-pages bound";
+  EXPECT_EQ(c.cost_cap(), std::numeric_limits<std::uint64_t>::max());
+  c.note_arming(512, 512);
+  c.note_arming(512, 512);  // share 0.75
+  EXPECT_NEAR(c.rearm_share(), 0.75, 1e-9);
+  EXPECT_EQ(c.cost_cap(), 170u);
+  EXPECT_LE(c.sampled_plan(1).ranges.size(), 171u);
+  for (int k = 0; k < 8; ++k) c.note_arming(170, 2);
+  EXPECT_GT(c.cost_cap(), 512u);
+  EXPECT_GE(c.sampled_plan(2).ranges.size() + 1, uncapped) << "the cap lifted";
+  // Never below min_ranges, and no cap at all with max_rearms 0.
+  for (int k = 0; k < 8; ++k) c.note_arming(100, 100);
+  EXPECT_EQ(c.cost_cap(), 128u);
+  CalibrationController off(grid, CalibrationConfig{.rearm = {.max_rearms = 0}});
+  off.note_arming(512, 512);
+  EXPECT_EQ(off.sampled_plan(0).ranges.size(), uncapped);
 }
 
 TEST(CalibrationController, MeasuresTheSampledSubsetOfAFullInterval) {

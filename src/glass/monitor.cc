@@ -160,7 +160,9 @@ struct Monitor::State {
     std::sort(ranges.begin(), ranges.end(), [](const PageRange& a, const PageRange& b) { return a.start < b.start; });
     armed = std::move(plan.ranges);
     armed_full = false;
-    return tracker->set_sampled(std::move(ranges));
+    if (auto r = tracker->set_sampled(std::move(ranges)); !r) return r;
+    if (const Tracker::Arming& a = tracker->last_arming(); a.informed) controller->note_arming(a.ranges, a.rearmed);
+    return {};
   }
 
   Result<void> refresh_layout() {

@@ -262,7 +262,11 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // After a sampled scan, the pages that were not armed then are known: a range of the plan
   // without any is armed already (a write since the scan is this interval's, and caught), so
   // it needs no call. Each range that has some is re-protected whole, in one call.
-  if (unarmed_known_) to_arm = ranges_touching(to_arm, unarmed_);
+  last_arming_ = {next.size(), to_arm.size(), unarmed_known_};
+  if (unarmed_known_) {
+    to_arm = ranges_touching(to_arm, unarmed_);
+    last_arming_.rearmed = to_arm.size();
+  }
   unarmed_known_ = false;
   if (auto armed = rearm(to_arm); !armed) return armed;
   armed_ = std::move(next);

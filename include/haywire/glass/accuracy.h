@@ -96,6 +96,18 @@ struct RangeBudgetConfig {
   std::uint64_t max_ranges = 4096;
 };
 
+// The cost cap on a plan's ranges. Arming a plan re-protects each range that holds pages
+// written since they were last armed, and each such call ends in a TLB flush of the target's
+// CPUs (~9 µs of its time here) whatever the range's length. The share of ranges that need it
+// is measured at every arming (a moving average); the plan then gets at most
+// max(min_ranges, max_rearms / share) ranges. A process that writes everywhere gets fewer,
+// longer runs (its density is broad, so coarser samples reconstruct it); one that writes in a
+// few places keeps the full budget, since few of its ranges need re-arming.
+struct RearmCostConfig {
+  std::uint64_t max_rearms = 128;  // per interval; 0: no cap
+  std::uint64_t min_ranges = 64;
+};
+
 struct CalibrationConfig {
   // Every `every`-th interval (interval % every == every - 1) is a full calibration interval;
   // 0 never calibrates, 1 always does. With every >= 2 interval 0 is sampled, so the first
@@ -111,6 +123,7 @@ struct CalibrationConfig {
   AdaptiveRateConfig rate;
   SamplerConfig sampler;  // sampler.max_ranges is the initial budget
   RangeBudgetConfig ranges;
+  RearmCostConfig rearm;
   ReconstructionConfig reconstruction;
 };
 
@@ -155,6 +168,13 @@ class CalibrationController {
   // Empty (the default) = every slot of the grid is live.
   void set_live(std::vector<PageIndexRange> live) { live_ = std::move(live); }
 
+  // After a sampled plan of `ranges` ranges was armed, `rearmed` of them needing a
+  // re-protect: updates the measured share and with it the cost cap (RearmCostConfig).
+  void note_arming(std::uint64_t ranges, std::uint64_t rearmed);
+  // The cap on the plan's ranges from the re-arm cost (UINT64_MAX when none applies).
+  [[nodiscard]] std::uint64_t cost_cap() const;
+  [[nodiscard]] double rearm_share() const { return rearm_share_; }
+
   [[nodiscard]] double rate() const { return rate_.rate(); }
   [[nodiscard]] std::uint64_t range_budget() const { return sampler_.config().max_ranges; }
   [[nodiscard]] const std::optional<AccuracyReport>& last() const { return last_; }
@@ -169,6 +189,7 @@ class CalibrationController {
   Reconstructor reconstructor_;
   std::optional<AccuracyReport> last_;
   std::vector<PageIndexRange> live_;
+  double rearm_share_ = 0.0;  // moving average of rearmed / ranges per arming
   std::uint64_t gap_ = 0;   // backing off: intervals from the last calibration to the next
   std::uint64_t next_ = 0;  // backing off: the next calibration interval
 

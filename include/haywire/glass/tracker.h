@@ -93,6 +93,14 @@ class Tracker {
   // Arms everything again.
   Result<void> set_full();
   [[nodiscard]] bool sampled() const { return sampled_; }
+  // What the last set_sampled did: the plan's ranges, how many it re-protected, and whether
+  // that choice came from a scan's reading (else every range was re-protected blindly).
+  struct Arming {
+    std::size_t ranges = 0;
+    std::size_t rearmed = 0;
+    bool informed = false;
+  };
+  [[nodiscard]] const Arming& last_arming() const { return last_arming_; }
 
   // Reads every pending layout message without blocking and hands each to the callback. The
   // target thread that caused a message is blocked until it is read, so call this often (or
@@ -151,6 +159,7 @@ class Tracker {
   // armed) at the last scan; valid until the next set_sampled / set_full or layout event.
   std::vector<PageRange> unarmed_;
   bool unarmed_known_ = false;
+  Arming last_arming_;
   bool sampled_ = false;
   bool detached_ = false;
   unsigned skipped_ = 0;
