@@ -1,8 +1,8 @@
 #include "haywire/glass/accuracy.h"
 
 #include <algorithm>
-#include <limits>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 

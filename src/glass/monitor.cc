@@ -147,9 +147,9 @@ struct Monitor::State {
     SamplePlan plan = controller->plan(for_interval);
     if (plan.full(controller->grid().page_count)) {
       armed.clear();
-      if (!armed_full) {
-        if (auto r = tracker->set_full(); !r) return r;
-      }
+      // Also when the interval just closed was full: its scan may have only read (it expected
+      // a sampled interval next), and set_full() re-arms exactly what is not armed then.
+      if (auto r = tracker->set_full(); !r) return r;
       armed_full = true;
       return {};
     }

@@ -188,12 +188,12 @@ Result<ScanResult> Tracker::scan(bool rearm) {
     Result<std::uint64_t> pages = 0;
     std::vector<PageRange> read = subtract_ranges(watched, excluded());
     if (sampled_ || !rearm) {
-      // Sampled mode only reads (and so does full mode when sampled mode follows), and reads every tracked page's state in one pass per region
-      // (a walk of the page tables that changes nothing: no TLB flush, no fault later): the
-      // plan's written pages are this interval's result, and the rest tells set_sampled() which
-      // ranges of the next plan need arming at all. Re-arming this plan instead would make the
-      // target fault on pages the next plan does not read, and interrupt its CPUs with a TLB
-      // flush per range.
+      // Sampled mode only reads (so does full mode when sampled mode follows): every tracked
+      // page's state in one walk per region, which changes nothing (no TLB flush, no fault
+      // later). The plan's written pages are this interval's result; the rest tells
+      // set_sampled() which ranges of the next plan need arming at all. Re-arming this plan
+      // instead would make the target fault on pages the next plan does not read, and
+      // interrupt its CPUs with a TLB flush per range.
       unarmed_.clear();
       for (const PageRange& r : subtract_ranges(registered_, excluded())) {
         pages = scanner_.read_written(r.start, r.end, unarmed_, true);
@@ -276,8 +276,11 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
 
 Result<void> Tracker::set_full() {
   if (detached_) return fail(InvalidArgument{"set_full() after detach()"});
+  // Full mode after a scan that re-armed everything: nothing to do. After a sampled scan, or a
+  // full one that only read (scan(false)), arm what that scan did not.
+  const bool armed_by_scan = !sampled_ && !unarmed_known_;
   unarmed_known_ = false;
-  if (!sampled_) return {};
+  if (armed_by_scan) return {};
   if (auto armed = rearm(subtract_ranges(subtract_ranges(registered_, rearmed_), excluded())); !armed) return armed;
   armed_.clear();
   sampled_ = false;

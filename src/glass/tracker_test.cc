@@ -169,6 +169,23 @@ TEST(Tracker, FullScanWithoutRearmOnlyReads) {
   EXPECT_TRUE(scan->written.empty()) << "re-armed by the full scan";
 }
 
+// A full interval expected to hand over to sampled mode (scan(false)) that turns out to be
+// followed by another full one: set_full() arms what the reading scan left, so the next scan
+// reports only new writes.
+TEST(Tracker, SetFullArmsWhatAReadingScanLeft) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  ASSERT_TRUE(child.write_pages({7, 300}));
+  ASSERT_TRUE(tracker->scan(false));
+  ASSERT_TRUE(tracker->set_full());
+  ASSERT_TRUE(child.write_pages({8}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {8}));
+}
+
 TEST(Tracker, UnmapEventIsDeliveredAndApplied) {
   UffdChild child;
   ASSERT_TRUE(child.start(kPages));

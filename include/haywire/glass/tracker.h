@@ -90,7 +90,8 @@ class Tracker {
   // Arms `ranges` (clipped to what is tracked) and watches only them from now on. Cost: one
   // PAGEMAP_SCAN per range, proportional to the pages written there since they were armed.
   Result<void> set_sampled(std::vector<PageRange> ranges);
-  // Arms everything again.
+  // Arms everything again: after a sampled scan or a full scan(false), what that scan left
+  // unarmed; after a full scan that re-armed, nothing.
   Result<void> set_full();
   [[nodiscard]] bool sampled() const { return sampled_; }
   // What the last set_sampled did: the plan's ranges, how many it re-protected, and whether
