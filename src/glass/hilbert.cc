@@ -13,9 +13,13 @@
 // 8 points at once with gathers. Both batch forms are picked at run time (AVX2 or not).
 #include "haywire/glass/hilbert.h"
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
 #include <type_traits>
 
 #include "glass/hilbert_core.h"
@@ -93,6 +97,27 @@ void hilbert_xy2d_batch(unsigned order, std::span<const Cell> cells, std::span<s
     hilbert_xy2d_avx2(order, cells.data(), out.data(), done);
   }
   for (std::size_t i = done; i < cells.size(); ++i) out[i] = xy2d_fast(order, cells[i].x, cells[i].y);
+}
+
+std::span<const std::uint32_t> hilbert_row_major_table(unsigned order) {
+  assert(order >= kMinHilbertOrder && order <= kMaxHilbertTableOrder);
+  static std::array<std::once_flag, kMaxHilbertTableOrder + 1> once;
+  static std::array<std::unique_ptr<std::vector<std::uint32_t>>, kMaxHilbertTableOrder + 1> tables;
+  std::call_once(once[order], [order] {
+    const std::size_t cells = std::size_t{1} << (2 * order);
+    auto table = std::make_unique<std::vector<std::uint32_t>>(cells);
+    constexpr std::size_t kChunk = 4096;
+    std::array<std::uint64_t, kChunk> curve;
+    std::array<Cell, kChunk> xy;
+    for (std::size_t begin = 0; begin < cells; begin += kChunk) {
+      const std::size_t n = std::min(kChunk, cells - begin);
+      for (std::size_t i = 0; i < n; ++i) curve[i] = begin + i;
+      hilbert_d2xy_batch(order, std::span(curve).first(n), std::span(xy).first(n));
+      for (std::size_t i = 0; i < n; ++i) (*table)[begin + i] = (xy[i].y << order) | xy[i].x;
+    }
+    tables[order] = std::move(table);
+  });
+  return *tables[order];
 }
 
 double hilbert_locality(unsigned order) {

@@ -87,6 +87,21 @@ TEST(Hilbert, RoundTripsRandomSamplesAtHighOrders) {
   }
 }
 
+TEST(Hilbert, RowMajorTableMatchesTheMapping) {
+  for (unsigned order = kMinHilbertOrder; order <= kMaxHilbertTableOrder; ++order) {
+    const auto table = hilbert_row_major_table(order);
+    ASSERT_EQ(table.size(), cell_count(order)) << "order " << order;
+    // Every index up to order 10, then a stride (order 12 has 16 M entries).
+    const std::uint64_t step = order <= 10 ? 1 : 4099;
+    for (std::uint64_t d = 0; d < table.size(); d += step) {
+      const Cell c = hilbert_d2xy(order, d);
+      ASSERT_EQ(table[d], (c.y << order) | c.x) << "order " << order << " d " << d;
+    }
+    // Built once: a second call hands out the same table.
+    EXPECT_EQ(hilbert_row_major_table(order).data(), table.data());
+  }
+}
+
 TEST(Hilbert, ConsecutiveIndicesAreAdjacentCells) {
   for (unsigned order = 1; order <= 16; ++order) {
     const double share = hilbert_locality(order);

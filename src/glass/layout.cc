@@ -302,6 +302,7 @@ void AddressLayout::count_ranges(std::span<const VirtRange> ranges, CellCounts& 
     for (const VirtRange& r : ranges) counts.ignored_pages += r.pages();
     return;
   }
+  const std::span<const std::uint32_t> grid_index = hilbert_row_major_table(order_);
   for (const VirtRange& range : ranges) {
     std::uint64_t cursor = range.start.value() & ~(kPageSize - 1);
     const std::uint64_t end = range.end.value();
@@ -322,8 +323,7 @@ void AddressLayout::count_ranges(std::span<const VirtRange> ranges, CellCounts& 
       while (slot < slot_end) {
         const std::uint64_t d = slot >> cell_shift_;
         const std::uint64_t cell_end = std::min(slot_end, (d + 1) << cell_shift_);
-        const Cell c = hilbert_d2xy(order_, d);
-        std::uint32_t& count = counts.cells[(std::size_t{c.y} << order_) | c.x];
+        std::uint32_t& count = counts.cells[grid_index[d]];
         // Saturates: overlapping ranges could otherwise wrap a cell's count.
         count = static_cast<std::uint32_t>(
             std::min<std::uint64_t>(std::uint64_t{count} + (cell_end - slot), UINT32_MAX));
@@ -350,17 +350,9 @@ void AddressLayout::compute_held_pages() {
     }
   }
   held_.assign(by_index.size(), 0);
-  constexpr std::size_t kChunk = 4096;
-  std::array<std::uint64_t, kChunk> indices;
-  std::array<Cell, kChunk> cells;
-  for (std::uint64_t begin = 0; begin < by_index.size(); begin += kChunk) {
-    const std::size_t n = std::min<std::uint64_t>(kChunk, by_index.size() - begin);
-    for (std::size_t i = 0; i < n; ++i) indices[i] = begin + i;
-    hilbert_d2xy_batch(order_, std::span(indices).first(n), std::span(cells).first(n));
-    for (std::size_t i = 0; i < n; ++i) {
-      held_[(std::size_t{cells[i].y} << order_) | cells[i].x] = by_index[begin + i];
-    }
-  }
+  static_assert(kMaxLayoutOrder <= kMaxHilbertTableOrder);
+  const std::span<const std::uint32_t> grid_index = hilbert_row_major_table(order_);
+  for (std::size_t d = 0; d < by_index.size(); ++d) held_[grid_index[d]] = by_index[d];
 }
 
 DensityMap AddressLayout::density(const CellCounts& counts) const {

@@ -143,13 +143,10 @@ DensityMap exact_density(const Observation& full) {
   DensityMap map(full.order);
   const std::size_t cells = map.cells.size();
   if (!sizes_match(full, cells)) return map;
-  std::vector<std::uint64_t> curve(cells);
-  for (std::size_t d = 0; d < cells; ++d) curve[d] = d;
-  std::vector<Cell> xy(cells);
-  hilbert_d2xy_batch(full.order, curve, xy);
+  const std::span<const std::uint32_t> grid_index = hilbert_row_major_table(full.order);
   for (std::size_t d = 0; d < cells; ++d) {
     if (full.pages[d] == 0) continue;
-    map.at(xy[d].x, xy[d].y) = static_cast<float>(full.written[d]) / static_cast<float>(full.pages[d]);
+    map.cells[grid_index[d]] = static_cast<float>(full.written[d]) / static_cast<float>(full.pages[d]);
   }
   return map;
 }
@@ -157,15 +154,8 @@ DensityMap exact_density(const Observation& full) {
 Reconstructor::Reconstructor(unsigned order, ReconstructionConfig config)
     : order_(order), config_(config) {
   assert(order >= kMinHilbertOrder && order <= 12 && "the spec's orders: 4^order cells are allocated");
-  const std::size_t cells = std::size_t{1} << (2 * order);
-  std::vector<std::uint64_t> curve(cells);
-  for (std::size_t d = 0; d < cells; ++d) curve[d] = d;
-  std::vector<Cell> xy(cells);
-  hilbert_d2xy_batch(order, curve, xy);
-  grid_index_.resize(cells);
-  const std::uint32_t side = std::uint32_t{1} << order;
-  for (std::size_t d = 0; d < cells; ++d) grid_index_[d] = xy[d].y * side + xy[d].x;
-  estimate_.resize(cells);
+  grid_index_ = hilbert_row_major_table(order);
+  estimate_.resize(grid_index_.size());
 }
 
 Result<ReconstructionStats> Reconstructor::reconstruct(const Observation& obs, DensityMap& out) {

@@ -69,7 +69,9 @@ class AvalancheDetector {
  private:
   AvalancheConfig config_;
   std::deque<std::uint64_t> active_counts_;
-  std::vector<std::uint8_t> previous_active_;
+  std::vector<std::uint64_t> previous_active_;  // bit per cell, row-major
+  std::vector<std::uint64_t> active_;           // this interval's, reused
+  std::size_t cells_ = 0;
   unsigned order_ = 0;
 };
 
@@ -91,7 +93,12 @@ class PhaseTransitionDetector {
 
  private:
   PhaseConfig config_;
-  std::deque<std::vector<std::uint8_t>> recent_;  // active masks, newest last, 3 windows
+  // Active masks of the last 3 windows (a bit per cell), a ring: recent_[(next_ + k) % size]
+  // is the k-th oldest once full. Bits keep a window union a few hundred word ORs at order 8.
+  std::vector<std::vector<std::uint64_t>> recent_;
+  std::size_t next_ = 0;    // ring slot the next mask goes to
+  std::size_t filled_ = 0;  // masks held (up to 3 windows)
+  std::size_t cells_ = 0;
   std::uint64_t since_last_ = ~std::uint64_t{0} >> 1;
   unsigned order_ = 0;
 };

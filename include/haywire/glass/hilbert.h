@@ -25,6 +25,13 @@ std::uint64_t hilbert_xy2d(unsigned order, std::uint32_t x, std::uint32_t y);
 void hilbert_d2xy_batch(unsigned order, std::span<const std::uint64_t> d, std::span<Cell> out);
 void hilbert_xy2d_batch(unsigned order, std::span<const Cell> cells, std::span<std::uint64_t> out);
 
+// The row-major grid index (y * 2^order + x) of every curve index d, for orders up to
+// kMaxHilbertTableOrder: built once per order on first use (thread-safe), then shared, so
+// per-interval code that walks every cell (densities, reconstruction, layouts) pays a load per
+// cell instead of a conversion and a fresh buffer. The span lives as long as the process.
+inline constexpr unsigned kMaxHilbertTableOrder = 12;
+std::span<const std::uint32_t> hilbert_row_major_table(unsigned order);
+
 // Share of consecutive index pairs (d, d+1) whose cells are 4-neighbours (1.0 for a true
 // Hilbert curve at every order). Exhaustive up to order 10; above, 2^20 pairs evenly spaced
 // along the whole curve.

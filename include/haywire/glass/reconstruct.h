@@ -87,7 +87,7 @@ class Reconstructor {
 
   unsigned order_;
   ReconstructionConfig config_;
-  std::vector<std::uint32_t> grid_index_;  // d -> y * side + x
+  std::span<const std::uint32_t> grid_index_;  // d -> y * side + x (hilbert_row_major_table)
   std::vector<std::uint32_t> sample_at_;   // scratch: sampled curve positions
   std::vector<double> y_, w_, beta_;       // scratch: the TV problem
   std::vector<double> knots_, slope_, offset_, lower_, upper_;  // scratch: the DP
