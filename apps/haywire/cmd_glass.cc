@@ -1,4 +1,5 @@
 // haywire glass [--pid PID | -- CMD ARGS...]: live write activity of a host process.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -99,6 +100,13 @@ int run_glass(const GlassOptions& o) {
   if (o.calibrate_fixed) options.calibrate_max_every = o.calibrate_every;
   options.thread_sampling = !o.no_thread_sampling;
   options.follow_forks = o.follow_forks;
+
+  // Each interval builds the same few hundred KiB of maps, masks and counts. By default glibc
+  // serves those from fresh mmaps or trims them off the heap between intervals, so every
+  // interval paid page faults and zeroing for them again (about 5 % of the monitor's time on
+  // a 1 GiB target): keep them in the heap for reuse instead.
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 128 << 20);
 
   struct sigaction action {};
   action.sa_handler = on_stop_signal;

@@ -132,9 +132,10 @@ struct Monitor::State {
   // The target exited (its pidfd, ours or the launch's, is readable). A target on its way out
   // tears its memory down before its pidfd becomes readable, and meanwhile our ioctls fail
   // (ENOENT, EAGAIN): after a failure, wait a little (`timeout_ms`) before calling it an error.
+  int exit_fd() const { return launched && launched->pidfd ? launched->pidfd.get() : pidfd.get(); }
   bool poll_exit(int timeout_ms = 0) {
     if (exited) return true;
-    int fd = launched && launched->pidfd ? launched->pidfd.get() : pidfd.get();
+    int fd = exit_fd();
     if (fd < 0) return false;
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLIN | POLLHUP)) != 0) exited = true;
@@ -389,9 +390,12 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
     if (stop != nullptr && *stop) break;
     if (s.poll_exit()) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    // Followed children's events are read between waits on the parent's: wait less then.
-    const long long cap = s.children.empty() && s.pending_children.empty() ? 20 : 5;
-    auto waited = s.tracker->wait_events(static_cast<int>(std::clamp<long long>(left, 0, cap)));
+    // One wait per interval when nothing happens: it ends early for a layout message, the
+    // target's exit (its pidfd) or a signal (Ctrl-C). A signal landing just before the wait
+    // is seen after at most `cap`. Followed children's events are read between waits on the
+    // parent's: wait less then.
+    const long long cap = s.children.empty() && s.pending_children.empty() ? 100 : 5;
+    auto waited = s.tracker->wait_events(static_cast<int>(std::clamp<long long>(left, 0, cap)), s.exit_fd());
     if (waited) {
       s.adopt_children();
       s.child_events();

@@ -217,14 +217,12 @@ Result<std::optional<UffdMessage>> Uffd::read_message() {
   return std::optional<UffdMessage>(std::move(out));
 }
 
-Result<bool> Uffd::wait_readable(int timeout_ms) const {
-  pollfd pfd{fd_.get(), POLLIN, 0};
-  while (true) {
-    int n = ::poll(&pfd, 1, timeout_ms);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(SystemCallFailed{"poll(userfaultfd)", errno, ""});
-    return n > 0;
-  }
+Result<bool> Uffd::wait_readable(int timeout_ms, int also_fd) const {
+  pollfd pfd[2] = {{fd_.get(), POLLIN, 0}, {also_fd, POLLIN, 0}};
+  int n = ::poll(pfd, also_fd >= 0 ? 2 : 1, timeout_ms);
+  if (n < 0 && errno == EINTR) return false;
+  if (n < 0) return fail(SystemCallFailed{"poll(userfaultfd)", errno, ""});
+  return (pfd[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
 }
 
 }  // namespace haywire::glass

@@ -107,8 +107,9 @@ class Tracker {
   // target thread that caused a message is blocked until it is read, so call this often (or
   // wait_events in the monitor loop).
   Result<std::size_t> process_events();
-  // Waits up to timeout_ms for a message, then processes what is pending.
-  Result<std::size_t> wait_events(int timeout_ms);
+  // Waits up to timeout_ms for a message (or for `also_fd` to be readable, or a signal), then
+  // processes what is pending.
+  Result<std::size_t> wait_events(int timeout_ms, int also_fd = -1);
   void on_event(EventCallback callback) { callback_ = std::move(callback); }
   [[nodiscard]] int event_fd() const { return uffd_.fd(); }
 

@@ -81,8 +81,9 @@ class Uffd {
 
   // Non-blocking: nullopt when nothing is pending.
   Result<std::optional<UffdMessage>> read_message();
-  // Waits up to timeout_ms (-1: forever) for a message or until the descriptor is readable.
-  Result<bool> wait_readable(int timeout_ms) const;
+  // Waits up to timeout_ms (-1: forever) until the descriptor is readable (true), or until
+  // `also_fd` (when >= 0) is, or a signal arrives (false: the caller looks at why).
+  Result<bool> wait_readable(int timeout_ms, int also_fd = -1) const;
 
  private:
   Uffd(UniqueFd fd, const UffdFeatures& features) : fd_(std::move(fd)), features_(features) {}
