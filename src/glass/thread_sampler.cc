@@ -38,12 +38,14 @@ void ThreadSampler::run() {
       const UffdMessage& m = **message;
       if (m.type != UffdMessage::Type::kPageFault) continue;
       VirtAddr page(m.address.value() & ~(kPageSize - 1));
-      {
-        std::lock_guard lock(mutex_);
-        ++current_.faults;
-        if (m.wp) current_.by_thread[m.thread_id].push_back(page);
-      }
-      // Release the page for the rest of the interval; this wakes the writer.
+      std::lock_guard lock(mutex_);
+      ++current_.faults;
+      if (m.wp) current_.by_thread[m.thread_id].push_back(page);
+      auto it = std::lower_bound(carved_.begin(), carved_.end(), page,
+                                 [](const Carved& c, VirtAddr p) { return c.page < p; });
+      if (it != carved_.end() && it->page == page) it->written = true;
+      // Release the page for the rest of the interval; this wakes the writer. Under the lock,
+      // so that begin_interval cannot protect it again before this call un-protects it.
       (void)sync_.write_protect(page, kPageSize, false);
     }
   }
@@ -52,75 +54,92 @@ void ThreadSampler::run() {
 std::vector<PageRange> ThreadSampler::carved() const {
   std::lock_guard lock(mutex_);
   std::vector<PageRange> out;
-  for (VirtAddr page : carved_) out.push_back({page, page + kPageSize});
+  out.reserve(carved_.size());
+  for (const Carved& c : carved_) out.push_back({c.page, c.page + kPageSize});
   normalize_ranges(out);
   return out;
 }
 
-Result<void> ThreadSampler::begin_interval(Uffd& async, const std::vector<VirtAddr>& pages) {
-  std::vector<VirtAddr> moved;
-  for (VirtAddr raw : pages) {
-    if (moved.size() >= options_.max_pages_per_interval) break;
+ThreadWrites ThreadSampler::end_interval() {
+  std::lock_guard lock(mutex_);
+  ThreadWrites out = std::move(current_);
+  current_ = ThreadWrites{};
+  return out;
+}
+
+Result<bool> ThreadSampler::give_back(Uffd& async, VirtAddr page, bool arm) {
+  // Un-protecting wakes a writer whose fault message we have not read yet.
+  (void)sync_.write_protect(page, kPageSize, false);
+  if (!sync_.unregister(page, kPageSize)) return false;  // unmapped meanwhile
+  if (auto registered = async.register_wp(page, kPageSize); !registered) return std::unexpected(registered.error());
+  if (arm) (void)async.write_protect(page, kPageSize, true);
+  return true;
+}
+
+Result<void> ThreadSampler::begin_interval(Uffd& async, const std::vector<VirtAddr>& candidates) {
+  std::lock_guard lock(mutex_);
+  std::optional<Error> first_error;
+  std::size_t returned = 0;
+  std::vector<Carved> kept;
+  kept.reserve(carved_.size());
+  for (Carved& c : carved_) {
+    if (c.written) {
+      // Written last interval: watch it again. A page whose memory is gone drops out.
+      if (!sync_.write_protect(c.page, kPageSize, true)) {
+        (void)sync_.unregister(c.page, kPageSize);
+        continue;
+      }
+      c.written = false;
+      c.idle = 0;
+      kept.push_back(c);
+      continue;
+    }
+    if (++c.idle >= options_.idle_intervals && returned < options_.max_moves_per_interval) {
+      ++returned;
+      // Armed in the async context: its next write is caught there (and belongs to the next
+      // interval, as the scan that closed this one has already read).
+      if (auto back = give_back(async, c.page, true); !back && !first_error) first_error = back.error();
+      continue;
+    }
+    kept.push_back(c);
+  }
+  carved_ = std::move(kept);
+
+  std::size_t moved = 0;
+  for (VirtAddr raw : candidates) {
+    if (carved_.size() >= options_.max_pages || moved >= options_.max_moves_per_interval) break;
     VirtAddr page(raw.value() & ~(kPageSize - 1));
-    if (std::find(moved.begin(), moved.end(), page) != moved.end()) continue;
+    auto at = std::lower_bound(carved_.begin(), carved_.end(), page,
+                               [](const Carved& c, VirtAddr p) { return c.page < p; });
+    if (at != carved_.end() && at->page == page) continue;
     // Un-protect in the async context first so its leftover marker cannot outlive the move.
     if (!async.write_protect(page, kPageSize, false)) continue;
     if (!async.unregister(page, kPageSize)) continue;
     if (!sync_.register_wp(page, kPageSize) || !sync_.write_protect(page, kPageSize, true)) {
       (void)sync_.unregister(page, kPageSize);
-      (void)async.register_wp(page, kPageSize);  // give it back; it stays unarmed this interval
+      if (async.register_wp(page, kPageSize)) (void)async.write_protect(page, kPageSize, true);
       continue;
     }
-    moved.push_back(page);
+    ++moved;
+    carved_.insert(at, Carved{page});
   }
-  std::lock_guard lock(mutex_);
-  carved_ = std::move(moved);
-  current_ = ThreadWrites{};
   current_.sampled_pages = carved_.size();
-  return {};
-}
-
-Result<ThreadWrites> ThreadSampler::end_interval(Uffd& async, bool rearm_async) {
-  std::vector<VirtAddr> pages;
-  {
-    std::lock_guard lock(mutex_);
-    pages = std::move(carved_);
-    carved_.clear();
-  }
-  std::optional<Error> first_error;
-  for (VirtAddr page : pages) {
-    // Un-protecting wakes a writer whose fault message we have not read yet.
-    (void)sync_.write_protect(page, kPageSize, false);
-    auto unregistered = sync_.unregister(page, kPageSize);
-    if (!unregistered) continue;  // unmapped meanwhile
-    auto registered = async.register_wp(page, kPageSize);
-    if (!registered) {
-      if (!first_error) first_error = registered.error();
-      continue;
-    }
-    if (rearm_async) (void)async.write_protect(page, kPageSize, true);
-  }
-  ThreadWrites out;
-  {
-    std::lock_guard lock(mutex_);
-    out = std::move(current_);
-    current_ = ThreadWrites{};
-  }
   if (first_error) return std::unexpected(std::move(*first_error));
-  return out;
+  return {};
 }
 
 Result<void> ThreadSampler::stop(Uffd* async) {
   if (stopped_) return {};
   std::optional<Error> first_error;
-  if (async != nullptr) {
-    auto ended = end_interval(*async, false);
-    if (!ended) first_error = ended.error();
-  } else {
+  {
     std::lock_guard lock(mutex_);
-    for (VirtAddr page : carved_) {
-      (void)sync_.write_protect(page, kPageSize, false);
-      (void)sync_.unregister(page, kPageSize);
+    for (const Carved& c : carved_) {
+      if (async != nullptr) {
+        if (auto back = give_back(*async, c.page, false); !back && !first_error) first_error = back.error();
+      } else {
+        (void)sync_.write_protect(c.page, kPageSize, false);
+        (void)sync_.unregister(c.page, kPageSize);
+      }
     }
     carved_.clear();
   }

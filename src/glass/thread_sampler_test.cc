@@ -1,5 +1,6 @@
 #include "haywire/glass/thread_sampler.h"
 
+#include <optional>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -26,7 +27,7 @@ TEST(ThreadSampler, AttributesSampledWritesToTheWritingThread) {
   options.filter = [base, end](const MemoryRegion& r) { return r.start < end && base < r.end; };
   auto tracker = Tracker::create(child.pid(), std::move(*async), options);
   ASSERT_TRUE(tracker) << tracker.error().message();
-  ASSERT_TRUE(tracker->enable_thread_sampling(std::move(*sync), ThreadSamplerOptions{.max_pages_per_interval = 4}));
+  ASSERT_TRUE(tracker->enable_thread_sampling(std::move(*sync), ThreadSamplerOptions{.max_pages = 4}));
 
   // Interval 1: writes choose where the sampler looks next.
   ASSERT_TRUE(child.write_pages({10, 11, 12, 13, 14, 15, 16, 17}));
@@ -53,6 +54,70 @@ TEST(ThreadSampler, AttributesSampledWritesToTheWritingThread) {
     EXPECT_GE(page, child.page(10));
     EXPECT_LT(page, child.page(18));
   }
+  ASSERT_TRUE(tracker->detach());
+  EXPECT_TRUE(child.write_pages({10, 11, 12}));
+}
+
+TEST(ThreadSampler, KeepsWrittenPagesCarvedAndReturnsIdleOnesArmed) {
+  constexpr std::size_t kPages = 64;
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages, 2));
+  auto async = Uffd::open(child.take_uffd(0), UffdFeatures{.wp_async = true, .wp_unpopulated = true});
+  ASSERT_TRUE(async) << async.error().message();
+  auto sync = Uffd::open(child.take_uffd(1), UffdFeatures{.thread_id = true});
+  ASSERT_TRUE(sync) << sync.error().message();
+  TrackerOptions options;
+  VirtAddr base = child.base();
+  VirtAddr end = child.page(kPages);
+  options.filter = [base, end](const MemoryRegion& r) { return r.start < end && base < r.end; };
+  auto tracker = Tracker::create(child.pid(), std::move(*async), options);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  ASSERT_TRUE(tracker->enable_thread_sampling(
+      std::move(*sync), ThreadSamplerOptions{.max_pages = 4, .max_moves_per_interval = 2, .idle_intervals = 2}));
+  const std::vector<std::size_t> hot{10, 11, 12, 13, 14, 15, 16, 17};
+  const std::vector<PageRange> hot_range{{child.page(10), child.page(18)}};
+  const auto tid = static_cast<std::uint32_t>(child.pid().value());
+  auto interval = [&](const std::vector<std::size_t>& pages) -> std::optional<ScanResult> {
+    if (!child.write_pages(pages)) return std::nullopt;
+    auto scan = tracker->scan();
+    if (!scan) return std::nullopt;
+    return *scan;
+  };
+  auto attributed = [&]() -> std::size_t {
+    auto it = tracker->last_thread_writes()->by_thread.find(tid);
+    return it == tracker->last_thread_writes()->by_thread.end() ? 0 : it->second.size();
+  };
+
+  // Intervals 1-3: two pages carved per interval (the move bound) until four are; the pages
+  // carved earlier stay and are written, so attributed, every interval.
+  auto scan = interval(hot);
+  ASSERT_TRUE(scan);
+  scan = interval(hot);
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, hot_range);
+  EXPECT_EQ(tracker->last_thread_writes()->sampled_pages, 2u);
+  EXPECT_EQ(attributed(), 2u);
+  scan = interval(hot);
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, hot_range);  // exact with four pages carved out
+  EXPECT_EQ(tracker->last_thread_writes()->sampled_pages, 4u);
+  EXPECT_EQ(attributed(), 4u);
+  scan = interval(hot);
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(attributed(), 4u);  // kept, protected again, written again
+
+  // Intervals 5-8: nothing written. After two idle intervals the pages go back, two at a time.
+  for (int i = 0; i < 4; ++i) {
+    scan = interval({});
+    ASSERT_TRUE(scan);
+    EXPECT_TRUE(scan->written.empty());
+  }
+  // Back in the async context and armed: only what is written now is reported.
+  scan = interval({10, 11});
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(tracker->last_thread_writes()->sampled_pages, 0u);
+  EXPECT_EQ(tracker->last_thread_writes()->faults, 0u);
+  EXPECT_EQ(scan->written, (std::vector<PageRange>{{child.page(10), child.page(12)}}));
   ASSERT_TRUE(tracker->detach());
   EXPECT_TRUE(child.write_pages({10, 11, 12}));
 }

@@ -170,12 +170,9 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   if (detached_) return fail(InvalidArgument{"scan() after detach()"});
   std::uint64_t ioctls_before = ioctls_ + scanner_.ioctls();
   ScanResult result;
+  // The carved pages' writes of the interval (they stay carved: excluded from the reads below).
   ThreadWrites thread_writes;
-  if (sampler_) {
-    auto closed = sampler_->end_interval(uffd_, !sampled_ && rearm);
-    if (!closed) return std::unexpected(std::move(closed.error()));
-    thread_writes = std::move(*closed);
-  }
+  if (sampler_) thread_writes = sampler_->end_interval();
   auto refreshed = refresh_layout(false);
   if (!refreshed) return std::unexpected(std::move(refreshed.error()));
   result.regions_added = refreshed->added;
@@ -234,9 +231,11 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   result.sampled = sampled_;
   result.layout_changed = result.layout_changed || result.regions_added != 0 || result.regions_removed != 0;
   if (sampler_) {
-    // Sample threads where writing happens now: pages written in this interval.
-    auto candidates = spread_pages(sampled_ ? intersect_ranges(result.written, armed_) : result.written,
-                                   sampler_->max_pages());
+    // Sample threads where writing happens now: pages written in this interval (the sampler
+    // keeps the ones it has and fills free places from these).
+    auto candidates = spread_pages(
+        subtract_ranges(sampled_ ? intersect_ranges(result.written, armed_) : result.written, excluded()),
+        sampler_->max_pages());
     if (auto begun = sampler_->begin_interval(uffd_, candidates); !begun) return std::unexpected(std::move(begun.error()));
     last_thread_writes_ = std::move(thread_writes);
   }
@@ -341,8 +340,8 @@ Result<std::size_t> Tracker::process_events() {
   }
 }
 
-Result<std::size_t> Tracker::wait_events(int timeout_ms) {
-  auto ready = uffd_.wait_readable(timeout_ms);
+Result<std::size_t> Tracker::wait_events(int timeout_ms, int also_fd) {
+  auto ready = uffd_.wait_readable(timeout_ms, also_fd);
   if (!ready) return std::unexpected(std::move(ready.error()));
   return process_events();
 }

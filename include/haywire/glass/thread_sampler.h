@@ -8,9 +8,12 @@
 //
 // How pages are carved out: a mapping (VMA) belongs to one userfaultfd context only, so each
 // sampled page is unregistered from the async context (the kernel splits the VMA around it) and
-// registered with the sync one. At the end of the interval it goes back, and registering it with
-// the async context again lets the kernel merge the VMAs back. Extra VMAs at any moment: at most
-// 2 per sampled page, bounded by max_pages_per_interval.
+// registered with the sync one. Moving a page costs four calls and two VMA changes under the
+// target's mmap write lock, so carved pages stay carved from interval to interval: a page
+// written in the last interval is just protected again (one call); a page idle for
+// `idle_intervals` goes back to the async context, armed, and registering it there lets the
+// kernel merge the VMAs again. At most `max_moves_per_interval` pages move each way per
+// interval. Extra VMAs at any moment: at most 2 per carved page, bounded by max_pages.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +32,9 @@
 namespace haywire::glass {
 
 struct ThreadSamplerOptions {
-  std::size_t max_pages_per_interval = 32;
+  std::size_t max_pages = 32;               // carved out at any time
+  std::size_t max_moves_per_interval = 8;   // pages carved, and pages returned, per interval
+  std::uint32_t idle_intervals = 2;         // intervals without a write before a page goes back
 };
 
 // What the sampler saw during one interval.
@@ -49,18 +54,20 @@ class ThreadSampler {
   ThreadSampler(const ThreadSampler&) = delete;
   ThreadSampler& operator=(const ThreadSampler&) = delete;
 
-  // Moves up to max_pages_per_interval of `pages` (page-aligned, registered with `async`) to the
-  // sync context and protects them. Pages that cannot move stay with `async` (skipped).
-  Result<void> begin_interval(Uffd& async, const std::vector<VirtAddr>& pages);
-  // Releases every sampled page (waking any thread blocked on one), returns it to `async` and,
-  // if `rearm_async`, write-protects it there again. Returns the interval's writes.
-  Result<ThreadWrites> end_interval(Uffd& async, bool rearm_async);
+  // Closes the interval: what the carved pages saw since begin_interval. No system call; the
+  // pages stay carved (a write from now on belongs to the next interval).
+  ThreadWrites end_interval();
+  // Opens the next interval: protects again the carved pages written in the last one, returns
+  // pages idle for idle_intervals to `async` (registered and armed there), and carves new
+  // pages from `candidates` (page-aligned, registered with `async`) into the free places.
+  // Pages that cannot move are skipped; carved pages whose memory is gone are dropped.
+  Result<void> begin_interval(Uffd& async, const std::vector<VirtAddr>& candidates);
   // The pages currently carved out of the async context (normalized).
   [[nodiscard]] std::vector<PageRange> carved() const;
-  [[nodiscard]] std::size_t max_pages() const { return options_.max_pages_per_interval; }
+  [[nodiscard]] std::size_t max_pages() const { return options_.max_pages; }
 
   // Stops the fault thread after releasing everything still carved (returned to `async`,
-  // unarmed). Called by the destructor without an async context (pages just unregistered).
+  // armed). Called by the destructor without an async context (pages just unregistered).
   Result<void> stop(Uffd* async);
 
  private:
@@ -71,9 +78,18 @@ class ThreadSampler {
   UniqueFd stop_event_;  // eventfd that ends run()
   ThreadSamplerOptions options_;
   std::thread thread_;
+  struct Carved {
+    VirtAddr page;
+    bool written = false;  // released by a fault since it was last protected
+    std::uint32_t idle = 0;  // intervals in a row without a write
+  };
+  // Returns `page` to `async` (armed there if `arm`): false when its memory is gone (nothing to
+  // return), an error when the async context refuses it.
+  Result<bool> give_back(Uffd& async, VirtAddr page, bool arm);
+
   mutable std::mutex mutex_;
-  std::vector<VirtAddr> carved_;  // guarded by mutex_
-  ThreadWrites current_;          // guarded by mutex_
+  std::vector<Carved> carved_;  // guarded by mutex_, sorted by page
+  ThreadWrites current_;        // guarded by mutex_
   bool stopped_ = false;
 };
 
