@@ -62,6 +62,19 @@ std::vector<PageRange> ThreadSampler::carved() const {
 
 ThreadWrites ThreadSampler::end_interval() {
   std::lock_guard lock(mutex_);
+  // Protect the pages written in this interval again now, before the interval's writes are
+  // handed out: a write from here on faults and is the next interval's (the fault thread
+  // records it after this lock), so nothing written to a carved page goes unseen.
+  for (Carved& c : carved_) {
+    ++c.age;
+    if (!c.written) {
+      ++c.idle;
+      continue;
+    }
+    c.written = false;
+    c.idle = 0;
+    if (!sync_.write_protect(c.page, kPageSize, true)) c.gone = true;  // its memory is gone
+  }
   ThreadWrites out = std::move(current_);
   current_ = ThreadWrites{};
   return out;
@@ -82,22 +95,17 @@ Result<void> ThreadSampler::begin_interval(Uffd& async, const std::vector<VirtAd
   std::size_t returned = 0;
   std::vector<Carved> kept;
   kept.reserve(carved_.size());
-  for (Carved& c : carved_) {
-    if (c.written) {
-      // Written last interval: watch it again. A page whose memory is gone drops out.
-      if (!sync_.write_protect(c.page, kPageSize, true)) {
-        (void)sync_.unregister(c.page, kPageSize);
-        continue;
-      }
-      c.written = false;
-      c.idle = 0;
-      kept.push_back(c);
+  for (const Carved& c : carved_) {
+    if (c.gone) {
+      (void)sync_.unregister(c.page, kPageSize);
       continue;
     }
-    if (++c.idle >= options_.idle_intervals && returned < options_.max_moves_per_interval) {
+    // Idle, or carved long enough to make room for pages elsewhere (threads whose pages were
+    // never candidates while every place was taken).
+    const bool due = c.idle >= options_.idle_intervals || c.age >= options_.max_carved_intervals;
+    if (due && returned < options_.max_moves_per_interval) {
       ++returned;
-      // Armed in the async context: its next write is caught there (and belongs to the next
-      // interval, as the scan that closed this one has already read).
+      // Armed in the async context: its next write is caught there.
       if (auto back = give_back(async, c.page, true); !back && !first_error) first_error = back.error();
       continue;
     }
@@ -105,13 +113,24 @@ Result<void> ThreadSampler::begin_interval(Uffd& async, const std::vector<VirtAd
   }
   carved_ = std::move(kept);
 
-  std::size_t moved = 0;
+  // Candidates not carved already; when there are more than free places, an even spread of
+  // them (taking the first ones would favour low addresses, e.g. the first threads' areas).
+  std::vector<VirtAddr> fresh;
   for (VirtAddr raw : candidates) {
-    if (carved_.size() >= options_.max_pages || moved >= options_.max_moves_per_interval) break;
     VirtAddr page(raw.value() & ~(kPageSize - 1));
     auto at = std::lower_bound(carved_.begin(), carved_.end(), page,
                                [](const Carved& c, VirtAddr p) { return c.page < p; });
-    if (at != carved_.end() && at->page == page) continue;
+    if ((at == carved_.end() || at->page != page) && std::find(fresh.begin(), fresh.end(), page) == fresh.end())
+      fresh.push_back(page);
+  }
+  const std::size_t places = std::min(options_.max_pages - std::min(options_.max_pages, carved_.size()),
+                                      options_.max_moves_per_interval);
+  std::vector<VirtAddr> chosen;
+  for (std::size_t i = 0; i < places && i < fresh.size(); ++i) chosen.push_back(fresh[i * fresh.size() / std::min(places, fresh.size())]);
+
+  for (VirtAddr page : chosen) {
+    auto at = std::lower_bound(carved_.begin(), carved_.end(), page,
+                               [](const Carved& c, VirtAddr p) { return c.page < p; });
     // Un-protect in the async context first so its leftover marker cannot outlive the move.
     if (!async.write_protect(page, kPageSize, false)) continue;
     if (!async.unregister(page, kPageSize)) continue;
@@ -120,7 +139,6 @@ Result<void> ThreadSampler::begin_interval(Uffd& async, const std::vector<VirtAd
       if (async.register_wp(page, kPageSize)) (void)async.write_protect(page, kPageSize, true);
       continue;
     }
-    ++moved;
     carved_.insert(at, Carved{page});
   }
   current_.sampled_pages = carved_.size();

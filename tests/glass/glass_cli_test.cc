@@ -461,6 +461,31 @@ TEST_F(GlassCli, SampledModeMeetsAccuracyTarget) {
   }
 }
 
+// Per-thread attribution (the thread sampler) on a multithreaded target, launched and by --pid:
+// four threads each sweep their own 512 pages about twice per interval, so the sampler's
+// carved pages, spread over what was written, are written again while carved and every thread
+// shows up in the telemetry.
+TEST_F(GlassCli, ThreadSamplingSeesEveryWritingThread) {
+  const std::vector<std::string> args = {"threads", "--size", "8M", "--threads", "4", "--rate", "12500",
+                                         "--duration-ms", "2000"};
+  for (bool attach : {false, true}) {
+    const std::string how = attach ? "--pid" : "launch";
+    GlassRun run = attach ? attach_held({"--interval-ms", "100"}, args) : launch_held({"--interval-ms", "100"}, args);
+    ASSERT_EQ(run.code, 0) << how << ": " << run.err;
+    ASSERT_GE(run.intervals.size(), 8u) << how;
+    std::vector<unsigned> threads;
+    for (const json& j : run.intervals) threads.push_back(j.at("telemetry").at("active_threads").get<unsigned>());
+    // The first intervals fill the sampler (8 pages per interval); the last ones may see the
+    // threads stop. In between most intervals must see all four.
+    const std::size_t end = run.done_at != 0 ? run.done_at : threads.size();
+    std::size_t all_four = 0;
+    std::size_t middle = 0;
+    for (std::size_t i = 3; i + 1 < end; ++i, ++middle) all_four += threads[i] == 4;
+    EXPECT_EQ(*std::max_element(threads.begin(), threads.end()), 4u) << how << ": " << json(threads).dump();
+    EXPECT_GE(all_four * 2, middle) << how << ": active threads per interval " << json(threads).dump();
+  }
+}
+
 std::string checksum_of(const std::vector<std::string>& lines) {
   for (const auto& l : lines)
     if (l.rfind("checksum ", 0) == 0) return l;
