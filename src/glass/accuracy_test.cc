@@ -68,13 +68,14 @@ TEST(AdaptiveRate, RaisesAtOnceLowersSlowlyAndHoldsInTheBand) {
   EXPECT_DOUBLE_EQ(rate.update(with_f1(0.8)), 0.15);
   EXPECT_DOUBLE_EQ(rate.update(with_f1(0.93)), 0.15);  // in [target, comfortable): hold
   EXPECT_DOUBLE_EQ(rate.update(with_f1(0.99)), 0.15);
-  EXPECT_DOUBLE_EQ(rate.update(with_f1(0.99)), 0.15);
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);  // third comfortable in a row
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);  // the streak starts again
-  EXPECT_NEAR(rate.update(with_f1(0.95)), 0.12, 1e-12);  // the band breaks the streak
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);  // second comfortable since the change
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);  // the count starts again
+  EXPECT_NEAR(rate.update(with_f1(0.95)), 0.12, 1e-12);  // the band holds the rate and the count
   EXPECT_NEAR(rate.update(with_f1(0.99)), 0.096, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.096, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.85)), 0.144, 1e-12);  // a miss raises at once and resets the count
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.144, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.1152, 1e-12);
 }
 
 TEST(AdaptiveRate, StaysWithinBoundsAndIgnoresTrivialIntervals) {
@@ -123,7 +124,7 @@ TEST(CalibrationController, BacksOffWhileAccurateAndReturnsOnAMiss) {
   for (int k = 0; k < 4; ++k) {
     auto r = c.calibrate(interval, steady.written(interval));
     ASSERT_TRUE(r.has_value()) << r.error().message();
-    ASSERT_GE(r->accuracy.f1, 0.97) << "the steady hot set is comfortable";
+    ASSERT_GE(r->accuracy.f1, 0.9) << "the steady hot set meets the target";
     at.push_back(interval);
     while (!c.is_calibration(++interval)) {
     }
@@ -136,7 +137,7 @@ TEST(CalibrationController, BacksOffWhileAccurateAndReturnsOnAMiss) {
   const SyntheticWorkload scattered(testing::WorkloadSpec{.kind = Workload::kRandomScattered});
   auto miss = c.calibrate(interval, scattered.written(interval));
   ASSERT_TRUE(miss.has_value());
-  ASSERT_LT(miss->accuracy.f1, 0.97);
+  ASSERT_LT(miss->accuracy.f1, 0.9);
   EXPECT_EQ(c.calibration_gap(), 10u);
   EXPECT_FALSE(c.is_calibration(interval + 9));
   EXPECT_TRUE(c.is_calibration(interval + 10));

@@ -48,7 +48,8 @@ Result<AccuracyReport> measure_accuracy(const DensityMap& estimate, const Densit
 
 // The adaptive rate rule. After each non-trivial calibration:
 //  - F1 < target_f1: rate *= raise_factor at once (accuracy problems are fixed fast);
-//  - F1 >= comfortable_f1 for lower_after calibrations in a row: rate *= lower_factor;
+//  - F1 >= comfortable_f1 in lower_after calibrations since the last change or miss (values in
+//    the band between do not count and do not reset): rate *= lower_factor;
 //  - otherwise (the band [target, comfortable) is the hysteresis): unchanged.
 // Always clamped to [min_rate, max_rate]. Trivial calibrations (nothing hot in either map)
 // carry no information and change nothing, not even the streak.
@@ -60,7 +61,7 @@ struct AdaptiveRateConfig {
   double comfortable_f1 = 0.97;
   double raise_factor = 1.5;
   double lower_factor = 0.8;
-  unsigned lower_after = 3;
+  unsigned lower_after = 2;
   bool adaptive = true;
 };
 
@@ -113,11 +114,11 @@ struct CalibrationConfig {
   // 0 never calibrates, 1 always does. With every >= 2 interval 0 is sampled, so the first
   // picture costs no full scan.
   std::uint64_t every = 10;
-  // Back off while calibrations are comfortable (F1 >= rate.comfortable_f1, or nothing hot):
-  // the gap to the next one doubles, up to max_every intervals, and drops back to `every` after
-  // one that is not. A full interval makes the whole working set fault once and be re-armed,
-  // which is most of sampled mode's cost on a busy process. 0 (or <= every): every `every`-th
-  // interval, always.
+  // Back off while calibrations meet the target (F1 >= rate.target_f1, or nothing hot): the
+  // gap to the next one doubles, up to max_every intervals, and drops back to `every` after a
+  // miss. A full interval arms every page, so the whole working set faults once when next
+  // written, which is most of sampled mode's cost on a busy process. 0 (or <= every): every
+  // `every`-th interval, always.
   std::uint64_t max_every = 0;
   float hot_threshold = kDefaultHotThreshold;
   AdaptiveRateConfig rate;
