@@ -111,15 +111,22 @@ SamplePlan CalibrationController::plan(std::uint64_t interval) const {
 }
 
 Result<AccuracyReport> CalibrationController::replay(const SamplePlan& plan, std::span<const PageIndexRange> written,
+                                                     std::span<const PageIndexRange> still_armed,
                                                      const DensityMap& full, DensityMap& reconstructed) {
+  std::vector<PageIndexRange> watched;
+  std::span<const PageIndexRange> armed = plan.ranges;
+  if (!still_armed.empty()) {
+    watched = union_of(plan.ranges, still_armed);
+    armed = watched;
+  }
   auto stats = reconstructor_.reconstruct(
-      live_.empty() ? observe(grid_, plan.ranges, written) : observe(grid_, plan.ranges, written, live_),
-      reconstructed);
+      live_.empty() ? observe(grid_, armed, written) : observe(grid_, armed, written, live_), reconstructed);
   if (!stats) return std::unexpected(stats.error());
   return measure_accuracy(reconstructed, full, config_.hot_threshold);
 }
 
 Result<void> CalibrationController::adapt_budget(std::uint64_t interval, std::span<const PageIndexRange> written,
+                                                 std::span<const PageIndexRange> still_armed,
                                                  const DensityMap& full, const AccuracyReport& current) {
   const RangeBudgetConfig& cfg = config_.ranges;
   if (!cfg.adaptive || current.trivial()) return {};
@@ -141,7 +148,7 @@ Result<void> CalibrationController::adapt_budget(std::uint64_t interval, std::sp
   DensityMap scratch;
   for (std::uint64_t phase = 0; phase < kPhases; ++phase) {
     const SamplePlan plan = Sampler(trial).plan(grid_, rate_.rate(), interval + phase);
-    auto accuracy = replay(plan, written, full, scratch);
+    auto accuracy = replay(plan, written, still_armed, full, scratch);
     if (!accuracy) return std::unexpected(accuracy.error());
     if (accuracy->f1 < config_.rate.comfortable_f1) return {};
   }
@@ -150,7 +157,8 @@ Result<void> CalibrationController::adapt_budget(std::uint64_t interval, std::sp
 }
 
 Result<CalibrationResult> CalibrationController::calibrate(std::uint64_t interval,
-                                                           std::span<const PageIndexRange> written) {
+                                                           std::span<const PageIndexRange> written,
+                                                           std::span<const PageIndexRange> still_armed) {
   CalibrationResult result;
   result.rate_before = rate_.rate();
   result.ranges_before = range_budget();
@@ -158,11 +166,11 @@ Result<CalibrationResult> CalibrationController::calibrate(std::uint64_t interva
   const SamplePlan sampled = sampled_plan(interval);
   result.full = exact_density(live_.empty() ? observe(grid_, all.ranges, written)
                                             : observe(grid_, all.ranges, written, live_));
-  auto accuracy = replay(sampled, written, result.full, result.reconstructed);
+  auto accuracy = replay(sampled, written, still_armed, result.full, result.reconstructed);
   if (!accuracy) return std::unexpected(accuracy.error());
   result.accuracy = *accuracy;
   // The budget is judged at the rate this interval was planned with, before the rate moves.
-  if (auto adapted = adapt_budget(interval, written, result.full, result.accuracy); !adapted)
+  if (auto adapted = adapt_budget(interval, written, still_armed, result.full, result.accuracy); !adapted)
     return std::unexpected(adapted.error());
   result.rate_after = rate_.update(result.accuracy);
   result.ranges_after = range_budget();

@@ -199,6 +199,24 @@ std::optional<Cell> AddressLayout::cell_of(VirtAddr address) const {
   return hilbert_d2xy(order_, *d);
 }
 
+std::vector<AddressLayout::SlotRun> AddressLayout::slot_runs_of(std::span<const VirtRange> ranges) const {
+  std::vector<SlotRun> out;
+  for (const VirtRange& r : ranges) {
+    const std::uint64_t start = r.start.value() & ~(kPageSize - 1);
+    const std::uint64_t end = r.end.value();
+    auto it = std::upper_bound(windows_.begin(), windows_.end(), start,
+                               [](std::uint64_t a, const Window& w) { return a < w.base; });
+    if (it != windows_.begin() && std::prev(it)->end() > start) --it;
+    for (; it != windows_.end() && it->base < end; ++it) {
+      const std::uint64_t from = std::max(start, it->base);
+      const std::uint64_t to = std::min(end, it->end());
+      if (from >= to) continue;
+      out.push_back({it->first + (from - it->base) / kPageSize, (to - from + kPageSize - 1) / kPageSize});
+    }
+  }
+  return out;
+}
+
 std::vector<VirtRange> AddressLayout::ranges_of_slots(std::uint64_t first, std::uint64_t count) const {
   std::vector<VirtRange> out;
   if (count == 0 || first >= line_pages_) return out;

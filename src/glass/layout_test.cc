@@ -170,6 +170,37 @@ TEST(AddressLayout, EveryPageMapsToACellWhoseInverseContainsIt) {
   }
 }
 
+// slot_runs_of agrees with slot_of page by page, for ranges that span several windows, holes
+// and addresses outside every region (those have no slot and are dropped).
+TEST(AddressLayout, SlotRunsAgreeWithSlotOfEveryPage) {
+  std::mt19937_64 rng(11);
+  auto layout = make(5, 0.25);
+  for (int round = 0; round < 4; ++round) {
+    std::vector<VirtRange> regions;
+    std::uint64_t cursor = 0x400000 + (rng() % 64) * kPage;
+    const int count = 1 + static_cast<int>(rng() % 6);
+    for (int i = 0; i < count; ++i) {
+      const std::uint64_t pages = 1 + rng() % 40;
+      regions.push_back(range(cursor, pages));
+      cursor += (pages + rng() % 50) * kPage;
+    }
+    ASSERT_TRUE(layout.update(regions).has_value());
+    const std::uint64_t lo = regions.front().start.value() - 8 * kPage;
+    const std::uint64_t hi = regions.back().end.value() + 8 * kPage;
+    for (int q = 0; q < 50; ++q) {
+      const std::uint64_t a = lo + (rng() % ((hi - lo) / kPage)) * kPage;
+      const VirtRange probe = range(a, 1 + rng() % 120);
+      std::vector<std::uint64_t> want;
+      for (std::uint64_t p = probe.start.value(); p < probe.end.value(); p += kPage)
+        if (auto slot = layout.slot_of(VirtAddr(p))) want.push_back(*slot);
+      std::vector<std::uint64_t> got;
+      for (const auto& run : layout.slot_runs_of(std::vector{probe}))
+        for (std::uint64_t k = 0; k < run.count; ++k) got.push_back(run.first + k);
+      ASSERT_EQ(got, want) << "round " << round << std::hex << " probe " << probe.start.value();
+    }
+  }
+}
+
 TEST(AddressLayout, ScaleIsAPowerOfTwoThatOnlyGrows) {
   auto layout = make(2);  // 16 cells
   ASSERT_TRUE(layout.update(std::vector{range(0x1000, 16)}).has_value());

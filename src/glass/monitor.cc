@@ -54,20 +54,10 @@ std::vector<VirtRange> to_virt(std::span<const PageRange> ranges) {
   return out;
 }
 
-// Written address ranges -> sorted, coalesced ranges of line slots.
-std::vector<PageIndexRange> to_slots(const AddressLayout& layout, std::span<const PageRange> written) {
+// Address ranges -> sorted, coalesced ranges of line slots (pages without a slot dropped).
+std::vector<PageIndexRange> to_slots(const AddressLayout& layout, std::span<const PageRange> ranges) {
   std::vector<PageIndexRange> slots;
-  for (const auto& r : written) {
-    for (VirtAddr page = r.start; page < r.end; page = page + kPageSize) {
-      auto slot = layout.slot_of(page);
-      if (!slot) continue;
-      if (!slots.empty() && slots.back().end() == *slot) {
-        ++slots.back().count;
-      } else {
-        slots.push_back(PageIndexRange{*slot, 1});
-      }
-    }
-  }
+  for (const auto& run : layout.slot_runs_of(to_virt(ranges))) slots.push_back(PageIndexRange{run.first, run.count});
   std::sort(slots.begin(), slots.end(),
             [](const PageIndexRange& a, const PageIndexRange& b) { return a.first < b.first; });
   std::vector<PageIndexRange> merged;
@@ -108,6 +98,9 @@ struct Monitor::State {
   std::uint64_t interval = 0;
   std::uint64_t events = 0;
   std::vector<PageIndexRange> armed;  // slots armed this interval (sampled plan)
+  // A calibration interval: the slots a sampled interval would have watched besides its plan
+  // (armed before the calibration armed everything), for the calibration's replay.
+  std::vector<PageIndexRange> still_armed;
   bool armed_full = true;
   bool relaid_out = false;  // the last refresh replaced the layout (armed slots are stale)
   bool thread_sampling = false;
@@ -148,6 +141,10 @@ struct Monitor::State {
     SamplePlan plan = controller->plan(for_interval);
     if (plan.full(controller->grid().page_count)) {
       armed.clear();
+      still_armed.clear();
+      if (tracker->sampled() && !relaid_out) {
+        if (auto known = tracker->known_armed(); known) still_armed = to_slots(layout, *known);
+      }
       // Also when the interval just closed was full: its scan may have only read (it expected
       // a sampled interval next), and set_full() re-arms exactly what is not armed then.
       if (auto r = tracker->set_full(); !r) return r;
@@ -454,7 +451,7 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
     auto slots = to_slots(s.layout, scan->written);
     if (s.armed_full && s.controller->is_calibration(s.interval)) {
       report.calibration = true;
-      auto calibration = s.controller->calibrate(s.interval, slots);
+      auto calibration = s.controller->calibrate(s.interval, slots, s.still_armed);
       if (!calibration) return std::unexpected(calibration.error());
       report.density = std::move(calibration->full);
       t.pages_written_per_s = t.fault_rate;
@@ -473,7 +470,10 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
       t.pages_written_per_s = t.fault_rate;
       t.working_set_pages = scan->written_pages;
     } else {
-      Observation obs = observe(s.controller->grid(), s.armed, slots);
+      // Observed: every page watched this interval (the plan, and the pages still armed from
+      // before), not only the plan: its faults happen anyway, and a sweep is then seen whole.
+      const std::vector<PageIndexRange> watched = scan->sampled ? to_slots(s.layout, scan->watched) : s.armed;
+      Observation obs = observe(s.controller->grid(), watched, slots);
       auto stats = s.controller->reconstructor().reconstruct(obs, report.density);
       if (!stats) return std::unexpected(stats.error());
       t.pages_written_per_s = stats->estimated_written_pages / seconds;

@@ -140,4 +140,21 @@ std::vector<PageIndexRange> intersect(std::span<const PageIndexRange> a, std::sp
   return out;
 }
 
+std::vector<PageIndexRange> union_of(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b) {
+  std::vector<PageIndexRange> out;
+  out.reserve(a.size() + b.size());
+  std::size_t i = 0;
+  std::size_t j = 0;
+  while (i < a.size() || j < b.size()) {
+    const PageIndexRange& next = (j >= b.size() || (i < a.size() && a[i].first <= b[j].first)) ? a[i++] : b[j++];
+    if (next.count == 0) continue;
+    if (!out.empty() && out.back().end() >= next.first) {
+      out.back().count = std::max(out.back().end(), next.end()) - out.back().first;
+    } else {
+      out.push_back(next);
+    }
+  }
+  return out;
+}
+
 }  // namespace haywire::glass

@@ -141,5 +141,20 @@ TEST(Intersect, KeepsOnlyCommonPages) {
   EXPECT_TRUE(intersect(a, {}).empty());
 }
 
+TEST(PageIndexRanges, UnionMergesOverlapsAndNeighbours) {
+  const std::vector<PageIndexRange> a{{0, 4}, {10, 2}, {20, 5}};
+  const std::vector<PageIndexRange> b{{2, 4}, {12, 3}, {30, 1}};
+  EXPECT_EQ(union_of(a, b), (std::vector<PageIndexRange>{{0, 6}, {10, 5}, {20, 5}, {30, 1}}));
+  EXPECT_EQ(union_of(a, {}), a);
+  EXPECT_EQ(union_of({}, b), b);
+  // Consistent with intersect: |a u b| = |a| + |b| - |a n b|.
+  auto pages = [](const std::vector<PageIndexRange>& v) {
+    std::uint64_t n = 0;
+    for (const auto& r : v) n += r.count;
+    return n;
+  };
+  EXPECT_EQ(pages(union_of(a, b)), pages(a) + pages(b) - pages(intersect(a, b)));
+}
+
 }  // namespace
 }  // namespace haywire::glass

@@ -145,7 +145,10 @@ Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
   ever_registered_ = union_ranges(ever_registered_, added);
   regions_ = std::move(*maps);
   skipped_ = skipped;
-  if (sampled_) armed_ = intersect_ranges(armed_, registered_);
+  if (sampled_) {
+    armed_ = intersect_ranges(armed_, registered_);
+    watched_ = intersect_ranges(watched_, registered_);
+  }
   // Full mode watches new memory from now on; sampled mode leaves it unarmed (not in the sample).
   // A forced pass re-arms everything it registered: it runs after the kernel said a range was
   // not (or no longer) registered, so the previous arming is gone anyway.
@@ -181,7 +184,7 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   unarmed_known_ = false;
   for (int attempt = 0;; ++attempt) {
     result.written.clear();
-    const std::vector<PageRange>& watched = sampled_ ? armed_ : registered_;
+    const std::vector<PageRange>& watched = sampled_ ? watched_ : registered_;
     Result<std::uint64_t> pages = 0;
     std::vector<PageRange> read = subtract_ranges(watched, excluded());
     if (sampled_ || !rearm) {
@@ -199,6 +202,7 @@ Result<ScanResult> Tracker::scan(bool rearm) {
       if (pages) {
         normalize_ranges(unarmed_);
         result.written = intersect_ranges(unarmed_, read);
+        if (sampled_) result.watched = std::move(read);
         unarmed_known_ = true;
         break;
       }
@@ -227,7 +231,7 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   normalize_ranges(result.written);
   result.written_pages = total_pages(result.written);
   result.tracked_pages = total_pages(registered_);
-  result.armed_pages = sampled_ ? total_pages(armed_) : result.tracked_pages;
+  result.armed_pages = sampled_ ? total_pages(result.watched) : result.tracked_pages;
   result.sampled = sampled_;
   result.layout_changed = result.layout_changed || result.regions_added != 0 || result.regions_removed != 0;
   if (sampler_) {
@@ -255,8 +259,9 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // scan's cost follows the written pages, not the range). Pages outside the plan are left as
   // they are: an armed page costs the target nothing until its first write, which disarms it,
   // so un-protecting them would cost the monitor a page-table pass to save at most one fault.
-  // Their writes are not reported: scan() reads only the plan. What the last scan read was
-  // re-armed by it, when this interval began: only the rest of the plan needs arming.
+  // While they stay armed they are watched too (watched_ below): that fault is information.
+  // What the last scan read was re-armed by it, when this interval began: only the rest of the
+  // plan needs arming.
   std::vector<PageRange> to_arm = subtract_ranges(subtract_ranges(next, rearmed_), excluded());
   // After a sampled scan, the pages that were not armed then are known: a range of the plan
   // without any is armed already (a write since the scan is this interval's, and caught), so
@@ -266,11 +271,25 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
     to_arm = ranges_touching(to_arm, unarmed_);
     last_arming_.rearmed = to_arm.size();
   }
-  unarmed_known_ = false;
   if (auto armed = rearm(to_arm); !armed) return armed;
+  // Watched from now on: every page known to be armed. After a reading scan, all but what it
+  // saw not armed, plus the ranges just re-protected; after a re-arming full scan, what it
+  // re-armed; else (after create, or layout events) only what was armed here.
+  const std::vector<PageRange> excluded_now = excluded();
+  if (unarmed_known_) {
+    watched_ = union_ranges(subtract_ranges(subtract_ranges(registered_, unarmed_), excluded_now), to_arm);
+  } else {
+    watched_ = subtract_ranges(intersect_ranges(union_ranges(rearmed_, to_arm), registered_), excluded_now);
+  }
+  unarmed_known_ = false;
   armed_ = std::move(next);
   sampled_ = true;
   return {};
+}
+
+std::optional<std::vector<PageRange>> Tracker::known_armed() const {
+  if (!unarmed_known_) return std::nullopt;
+  return subtract_ranges(subtract_ranges(registered_, unarmed_), excluded());
 }
 
 Result<void> Tracker::set_full() {
@@ -282,6 +301,7 @@ Result<void> Tracker::set_full() {
   if (armed_by_scan) return {};
   if (auto armed = rearm(subtract_ranges(subtract_ranges(registered_, rearmed_), excluded())); !armed) return armed;
   armed_.clear();
+  watched_.clear();
   sampled_ = false;
   return {};
 }
@@ -301,6 +321,7 @@ void Tracker::apply(const UffdMessage& message) {
       std::vector<PageRange> gone{{message.address, message.end}};
       registered_ = subtract_ranges(registered_, gone);
       armed_ = subtract_ranges(armed_, gone);
+      watched_ = subtract_ranges(watched_, gone);
       rearmed_ = subtract_ranges(rearmed_, gone);
       break;
     }
@@ -310,6 +331,9 @@ void Tracker::apply(const UffdMessage& message) {
       std::vector<PageRange> to{{message.new_address, message.new_address + message.length}};
       bool was_armed = !intersect_ranges(armed_, from).empty();
       rearmed_ = subtract_ranges(rearmed_, from);
+      // Moved pages keep their protection, but whether they were written is unknown here:
+      // no longer watched this interval (a plan takes them in again).
+      watched_ = subtract_ranges(watched_, from);
       registered_ = union_ranges(subtract_ranges(registered_, from), to);
       ever_registered_ = union_ranges(ever_registered_, to);
       if (sampled_) {
@@ -383,6 +407,7 @@ Result<void> Tracker::detach() {
   }
   registered_.clear();
   armed_.clear();
+  watched_.clear();
   ever_registered_.clear();
   // Closing our reference releases the context once the target's own copy is gone too
   // (the attach layer closes that one), which also drops any registration we missed.

@@ -98,12 +98,14 @@ TEST(Tracker, SampledModeReportsOnlyArmedPagesAndFullModeRestores) {
   EXPECT_EQ(scan->armed_pages, 11u);
   EXPECT_EQ(scan->written, pages_to_ranges(child, {10, 15, 19, 400}));
 
-  // Move the sample: newly armed pages start clean even though they were written before.
+  // Move the sample. Watched now: the plan and every page the scan saw still armed (8, armed
+  // since the tracker started); not the pages it saw written (15), which stay unarmed.
   ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(8)}}));
   ASSERT_TRUE(child.write_pages({1, 7, 8, 15}));
   scan = tracker->scan();
   ASSERT_TRUE(scan);
-  EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 7}));
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 7, 8}));
+  EXPECT_EQ(scan->armed_pages, kPages - 7) << "all but the 7 pages written before the move outside [0, 8)";
 
   ASSERT_TRUE(tracker->set_full());
   ASSERT_TRUE(child.write_pages({1, 15, 450}));
@@ -147,6 +149,37 @@ TEST(Tracker, SampledScansOnlyReadAndArmingFollowsWhatTheyRead) {
   scan = tracker->scan();
   ASSERT_TRUE(scan);
   EXPECT_EQ(scan->written, pages_to_ranges(child, {301}));
+}
+
+// Sampled mode watches every page known to be armed, not only the plan: a page armed by an
+// earlier plan (or the start) and not written since is still armed, and its next write is
+// reported; a page seen written stays unwatched until a plan re-arms it.
+TEST(Tracker, SampledModeWatchesEveryPageStillArmed) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(10)}}));
+  // Interval 1 (after the start only the plan is known to be armed): 50 is written, unseen.
+  ASSERT_TRUE(child.write_pages({5, 50}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {5}));
+  EXPECT_EQ(scan->watched, pages_to_ranges(child, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  // Interval 2: the plan moves to [20, 30); the scan saw 5 and 50 not armed, everything else
+  // armed. 60 (armed since the start) and 25 are seen, 50 (unarmed) and 5 are not.
+  ASSERT_TRUE(tracker->set_sampled({{child.page(20), child.page(30)}}));
+  ASSERT_TRUE(child.write_pages({5, 25, 50, 60}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {25, 60}));
+  EXPECT_EQ(scan->armed_pages, kPages - 2);
+  // Interval 3: a plan over 50 re-arms it; 25 and 60 were seen written, so are not watched.
+  ASSERT_TRUE(tracker->set_sampled({{child.page(48), child.page(52)}}));
+  ASSERT_TRUE(child.write_pages({25, 50, 60, 61}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {50, 61}));
 }
 
 // scan(rearm = false) in full mode (a calibration interval closing before a sampled one) reads

@@ -160,7 +160,11 @@ class CalibrationController {
 
   // After a full interval: `written` = every page full tracking reported written (sorted,
   // disjoint). Reconstructs from sampled_plan(interval), compares, adapts the rate.
-  Result<CalibrationResult> calibrate(std::uint64_t interval, std::span<const PageIndexRange> written);
+  // `still_armed` (sorted, disjoint): the slots that were armed when the interval began, had it
+  // been sampled, besides the plan (Tracker::known_armed: pages armed by earlier plans and not
+  // written since); a sampled interval watches them too, so the replay observes them as well.
+  Result<CalibrationResult> calibrate(std::uint64_t interval, std::span<const PageIndexRange> written,
+                                      std::span<const PageIndexRange> still_armed = {});
 
   // The grid changed (regions came or went): keep the rate and last accuracy, re-plan.
   void set_grid(PageGrid grid);
@@ -197,9 +201,11 @@ class CalibrationController {
   [[nodiscard]] bool backs_off() const { return config_.every > 0 && config_.max_every > config_.every; }
 
   Result<AccuracyReport> replay(const SamplePlan& plan, std::span<const PageIndexRange> written,
-                                const DensityMap& full, DensityMap& reconstructed);
+                                std::span<const PageIndexRange> still_armed, const DensityMap& full,
+                                DensityMap& reconstructed);
   Result<void> adapt_budget(std::uint64_t interval, std::span<const PageIndexRange> written,
-                            const DensityMap& full, const AccuracyReport& current);
+                            std::span<const PageIndexRange> still_armed, const DensityMap& full,
+                            const AccuracyReport& current);
 };
 
 }  // namespace haywire::glass

@@ -93,6 +93,15 @@ class AddressLayout {
   [[nodiscard]] std::optional<std::uint64_t> index_of(VirtAddr address) const;
   [[nodiscard]] std::optional<Cell> cell_of(VirtAddr address) const;
 
+  // The slots of the pages of `ranges` that have one, as runs [first, first + count), each
+  // within one window, in the order of `ranges` (not sorted by slot, not merged). A range
+  // costs one lookup per window it touches, not one per page.
+  struct SlotRun {
+    std::uint64_t first = 0;
+    std::uint64_t count = 0;
+  };
+  [[nodiscard]] std::vector<SlotRun> slot_runs_of(std::span<const VirtRange> ranges) const;
+
   // The currently tracked address ranges behind slots [first, first + count), in slot order
   // (what a sampling plan on the line arms). Reserved slots of unmapped memory yield nothing.
   [[nodiscard]] std::vector<VirtRange> ranges_of_slots(std::uint64_t first, std::uint64_t count) const;

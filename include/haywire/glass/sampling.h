@@ -94,5 +94,7 @@ std::vector<std::uint32_t> pages_per_cell(const PageGrid& grid, std::span<const 
 
 // Sorted, disjoint ranges covering the pages in both inputs (each sorted and disjoint).
 std::vector<PageIndexRange> intersect(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b);
+// Union of two sorted, disjoint lists: sorted, disjoint, adjacent runs merged.
+std::vector<PageIndexRange> union_of(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b);
 
 }  // namespace haywire::glass

@@ -60,6 +60,9 @@ struct ScanResult {
   std::uint64_t written_pages = 0;
   std::uint64_t tracked_pages = 0;   // registered
   std::uint64_t armed_pages = 0;     // watched this interval (== tracked in full mode)
+  // Sampled mode: the pages watched this interval (armed when it began), sorted, coalesced;
+  // `written` lies within them. Empty in full mode (every tracked page was watched).
+  std::vector<PageRange> watched;
   bool sampled = false;
   unsigned regions_added = 0;        // by this scan's layout refresh
   unsigned regions_removed = 0;
@@ -83,17 +86,23 @@ class Tracker {
   // forgotten.
   // Full mode: pages written since the previous scan (or create / set_full), re-armed in the
   // same pass. With rearm = false (the caller calls set_sampled next) it only reads.
-  // Sampled mode: pages of the plan written since set_sampled armed it; nothing is re-armed
-  // (the next set_sampled arms the next plan where this scan saw pages not armed), so call
-  // set_sampled after each scan, as the monitor does.
+  // Sampled mode: pages written since set_sampled among those armed then: the plan's, and
+  // every other page still armed from before (armed by an earlier plan or a full interval and
+  // not written since, as the previous scan read). Nothing is re-armed (the next set_sampled
+  // arms the next plan where this scan saw pages not armed), so call set_sampled after each
+  // scan, as the monitor does.
   Result<ScanResult> scan(bool rearm = true);
-  // Arms `ranges` (clipped to what is tracked) and watches only them from now on. Cost: one
-  // PAGEMAP_SCAN per range, proportional to the pages written there since they were armed.
+  // Arms `ranges` (clipped to what is tracked) and watches them, with whatever else is known to
+  // be armed, from now on. Cost: one PAGEMAP_SCAN per range that holds pages not armed.
   Result<void> set_sampled(std::vector<PageRange> ranges);
   // Arms everything again: after a sampled scan or a full scan(false), what that scan left
   // unarmed; after a full scan that re-armed, nothing.
   Result<void> set_full();
   [[nodiscard]] bool sampled() const { return sampled_; }
+  // After a scan that read (sampled, or full with rearm = false) and before the next
+  // set_sampled / set_full: the tracked pages that were armed at that scan (normalized,
+  // carved pages left out). nullopt when not known.
+  [[nodiscard]] std::optional<std::vector<PageRange>> known_armed() const;
   // What the last set_sampled did: the plan's ranges, how many it re-protected, and whether
   // that choice came from a scan's reading (else every range was re-protected blindly).
   struct Arming {
@@ -155,7 +164,10 @@ class Tracker {
   std::vector<MemoryRegion> regions_;
   std::vector<PageRange> registered_;       // normalized
   std::vector<PageRange> ever_registered_;  // normalized; what detach undoes
-  std::vector<PageRange> armed_;            // sampled mode only
+  std::vector<PageRange> armed_;            // sampled mode only: the plan
+  // Sampled mode: what is known to be armed at the interval's start (the plan, and pages no
+  // scan has seen written since they were armed), minus carved pages.
+  std::vector<PageRange> watched_;
   std::vector<PageRange> rearmed_;          // re-armed by the last scan (the interval's start)
   // Sampled mode: the tracked pages that were not armed (written since last armed, or never
   // armed) at the last scan; valid until the next set_sampled / set_full or layout event.
