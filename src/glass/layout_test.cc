@@ -33,6 +33,19 @@ std::vector<std::uint64_t> slots(const AddressLayout& layout, VirtRange r) {
   return out;
 }
 
+// 1-6 regions of 1-40 pages with holes of up to 49 pages, at a random place near 4 MiB.
+std::vector<VirtRange> random_regions(std::mt19937_64& rng) {
+  std::vector<VirtRange> regions;
+  std::uint64_t cursor = 0x400000 + (rng() % 64) * kPage;
+  const int count = 1 + static_cast<int>(rng() % 6);
+  for (int i = 0; i < count; ++i) {
+    const std::uint64_t pages = 1 + rng() % 40;
+    regions.push_back(range(cursor, pages));
+    cursor += (pages + rng() % 50) * kPage;
+  }
+  return regions;
+}
+
 bool covers(const std::vector<VirtRange>& ranges, std::uint64_t address) {
   for (const VirtRange& r : ranges) {
     if (address >= r.start.value() && address < r.end.value()) return true;
@@ -137,14 +150,7 @@ TEST(AddressLayout, EveryPageMapsToACellWhoseInverseContainsIt) {
     auto layout = make(order, 0.25);
     // Several rounds of random regions, so windows, slack and reservations mix.
     for (int round = 0; round < 4; ++round) {
-      std::vector<VirtRange> regions;
-      std::uint64_t cursor = 0x400000 + (rng() % 64) * kPage;
-      const int count = 1 + static_cast<int>(rng() % 6);
-      for (int i = 0; i < count; ++i) {
-        const std::uint64_t pages = 1 + rng() % 40;
-        regions.push_back(range(cursor, pages));
-        cursor += (pages + rng() % 50) * kPage;
-      }
+      const std::vector<VirtRange> regions = random_regions(rng);
       ASSERT_TRUE(layout.update(regions).has_value());
       std::uint64_t covered = 0;
       for (const VirtRange& r : regions) {
@@ -176,14 +182,7 @@ TEST(AddressLayout, SlotRunsAgreeWithSlotOfEveryPage) {
   std::mt19937_64 rng(11);
   auto layout = make(5, 0.25);
   for (int round = 0; round < 4; ++round) {
-    std::vector<VirtRange> regions;
-    std::uint64_t cursor = 0x400000 + (rng() % 64) * kPage;
-    const int count = 1 + static_cast<int>(rng() % 6);
-    for (int i = 0; i < count; ++i) {
-      const std::uint64_t pages = 1 + rng() % 40;
-      regions.push_back(range(cursor, pages));
-      cursor += (pages + rng() % 50) * kPage;
-    }
+    const std::vector<VirtRange> regions = random_regions(rng);
     ASSERT_TRUE(layout.update(regions).has_value());
     const std::uint64_t lo = regions.front().start.value() - 8 * kPage;
     const std::uint64_t hi = regions.back().end.value() + 8 * kPage;

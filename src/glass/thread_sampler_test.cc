@@ -13,21 +13,29 @@ namespace {
 
 using testing::UffdChild;
 
+// A tracker over the child's region (started with two contexts) with thread sampling on.
+Result<Tracker> sampled_tracker(UffdChild& child, std::size_t pages, const ThreadSamplerOptions& sampling) {
+  auto async = Uffd::open(child.take_uffd(0), UffdFeatures{.wp_async = true, .wp_unpopulated = true});
+  if (!async) return std::unexpected(async.error());
+  auto sync = Uffd::open(child.take_uffd(1), UffdFeatures{.thread_id = true});
+  if (!sync) return std::unexpected(sync.error());
+  TrackerOptions options;
+  VirtAddr base = child.base();
+  VirtAddr end = child.page(pages);
+  options.filter = [base, end](const MemoryRegion& r) { return r.start < end && base < r.end; };
+  auto tracker = Tracker::create(child.pid(), std::move(*async), options);
+  if (!tracker) return std::unexpected(tracker.error());
+  if (auto enabled = tracker->enable_thread_sampling(std::move(*sync), sampling); !enabled)
+    return std::unexpected(enabled.error());
+  return tracker;
+}
+
 TEST(ThreadSampler, AttributesSampledWritesToTheWritingThread) {
   constexpr std::size_t kPages = 256;
   UffdChild child;
   ASSERT_TRUE(child.start(kPages, 2));
-  auto async = Uffd::open(child.take_uffd(0), UffdFeatures{.wp_async = true, .wp_unpopulated = true});
-  ASSERT_TRUE(async) << async.error().message();
-  auto sync = Uffd::open(child.take_uffd(1), UffdFeatures{.thread_id = true});
-  ASSERT_TRUE(sync) << sync.error().message();
-  TrackerOptions options;
-  VirtAddr base = child.base();
-  VirtAddr end = child.page(kPages);
-  options.filter = [base, end](const MemoryRegion& r) { return r.start < end && base < r.end; };
-  auto tracker = Tracker::create(child.pid(), std::move(*async), options);
+  auto tracker = sampled_tracker(child, kPages, ThreadSamplerOptions{.max_pages = 4});
   ASSERT_TRUE(tracker) << tracker.error().message();
-  ASSERT_TRUE(tracker->enable_thread_sampling(std::move(*sync), ThreadSamplerOptions{.max_pages = 4}));
 
   // Interval 1: writes choose where the sampler looks next.
   ASSERT_TRUE(child.write_pages({10, 11, 12, 13, 14, 15, 16, 17}));
@@ -62,18 +70,9 @@ TEST(ThreadSampler, KeepsWrittenPagesCarvedAndReturnsIdleOnesArmed) {
   constexpr std::size_t kPages = 64;
   UffdChild child;
   ASSERT_TRUE(child.start(kPages, 2));
-  auto async = Uffd::open(child.take_uffd(0), UffdFeatures{.wp_async = true, .wp_unpopulated = true});
-  ASSERT_TRUE(async) << async.error().message();
-  auto sync = Uffd::open(child.take_uffd(1), UffdFeatures{.thread_id = true});
-  ASSERT_TRUE(sync) << sync.error().message();
-  TrackerOptions options;
-  VirtAddr base = child.base();
-  VirtAddr end = child.page(kPages);
-  options.filter = [base, end](const MemoryRegion& r) { return r.start < end && base < r.end; };
-  auto tracker = Tracker::create(child.pid(), std::move(*async), options);
+  auto tracker = sampled_tracker(child, kPages,
+                                 ThreadSamplerOptions{.max_pages = 4, .max_moves_per_interval = 2, .idle_intervals = 2});
   ASSERT_TRUE(tracker) << tracker.error().message();
-  ASSERT_TRUE(tracker->enable_thread_sampling(
-      std::move(*sync), ThreadSamplerOptions{.max_pages = 4, .max_moves_per_interval = 2, .idle_intervals = 2}));
   const std::vector<std::size_t> hot{10, 11, 12, 13, 14, 15, 16, 17};
   const std::vector<PageRange> hot_range{{child.page(10), child.page(18)}};
   const auto tid = static_cast<std::uint32_t>(child.pid().value());
