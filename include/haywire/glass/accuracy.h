@@ -105,7 +105,7 @@ struct RangeBudgetConfig {
 // longer runs (its density is broad, so coarser samples reconstruct it); one that writes in a
 // few places keeps the full budget, since few of its ranges need re-arming.
 struct RearmCostConfig {
-  std::uint64_t max_rearms = 128;  // per interval; 0: no cap
+  std::uint64_t max_rearms = 64;  // per interval; 0: no cap
   std::uint64_t min_ranges = 64;
 };
 
