@@ -107,7 +107,7 @@ std::string_view to_string(RegionKind kind) {
   return "unknown";
 }
 
-Result<std::vector<MemoryRegion>> parse_maps(std::string_view text) {
+Result<std::vector<MemoryRegion>> parse_maps(std::string_view text, std::size_t* out_of_order) {
   std::vector<MemoryRegion> regions;
   std::size_t number = 0;
   while (!text.empty()) {
@@ -118,8 +118,12 @@ Result<std::vector<MemoryRegion>> parse_maps(std::string_view text) {
     if (line.empty()) continue;
     auto region = parse_line(line, number);
     if (!region) return std::unexpected(std::move(region.error()));
-    if (!regions.empty() && region->start < regions.back().end)
-      return fail(ParseError{"/proc/PID/maps", fmt::format("line {}: overlaps or precedes the line before", number)});
+    if (!regions.empty() && region->start < regions.back().end) {
+      if (out_of_order == nullptr)
+        return fail(ParseError{"/proc/PID/maps", fmt::format("line {}: overlaps or precedes the line before", number)});
+      ++*out_of_order;
+      continue;
+    }
     regions.push_back(std::move(*region));
   }
   return regions;
@@ -127,16 +131,20 @@ Result<std::vector<MemoryRegion>> parse_maps(std::string_view text) {
 
 Result<std::vector<MemoryRegion>> read_maps(Pid pid) {
   std::string path = fmt::format("/proc/{}/maps", pid.value());
-  // Large processes have many thousands of regions; 64 MiB bounds a hostile or runaway one.
-  auto text = read_text_file(path, std::size_t{64} << 20);
-  if (!text) {
-    if (text.error().is<FileNotFound>())
-      return fail(NotFound{fmt::format("process {}", pid.value()), "check the PID (is the process still running?)"});
-    return std::unexpected(std::move(text.error()));
+  constexpr int kReads = 4;
+  for (int attempt = 1;; ++attempt) {
+    // Large processes have many thousands of regions; 64 MiB bounds a hostile or runaway one.
+    auto text = read_text_file(path, std::size_t{64} << 20);
+    if (!text) {
+      if (text.error().is<FileNotFound>())
+        return fail(NotFound{fmt::format("process {}", pid.value()), "check the PID (is the process still running?)"});
+      return std::unexpected(std::move(text.error()));
+    }
+    std::size_t out_of_order = 0;
+    auto regions = parse_maps(*text, &out_of_order);
+    if (!regions) return std::unexpected(std::move(regions.error()).with_context(path));
+    if (out_of_order == 0 || attempt == kReads) return regions;
   }
-  auto regions = parse_maps(*text);
-  if (!regions) return std::unexpected(std::move(regions.error()).with_context(path));
-  return regions;
 }
 
 bool is_trackable(const MemoryRegion& region) {

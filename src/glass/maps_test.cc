@@ -1,6 +1,10 @@
 #include "haywire/glass/maps.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include <string>
 
@@ -80,6 +84,25 @@ TEST(Maps, RejectsHostileInput) {
   EXPECT_NE(result.error().message().find("line 1"), std::string::npos) << result.error().message();
 }
 
+TEST(Maps, OutOfOrderLinesAreLeftOutWhenAskedFor) {
+  const char* text =
+      "1000-2000 rw-p 00000000 00:00 0\n"
+      "1000-3000 rw-p 00000000 00:00 0\n"  // overlaps: the layout changed between two pages
+      "5000-6000 rw-p 00000000 00:00 0\n"
+      "4000-5000 rw-p 00000000 00:00 0\n"  // precedes
+      "7000-8000 rw-p 00000000 00:00 0\n";
+  EXPECT_FALSE(parse_maps(text));
+  std::size_t out_of_order = 0;
+  auto regions = parse_maps(text, &out_of_order);
+  ASSERT_TRUE(regions) << regions.error().message();
+  EXPECT_EQ(out_of_order, 2u);
+  ASSERT_EQ(regions->size(), 3u);
+  EXPECT_EQ((*regions)[1].start, VirtAddr(0x5000));
+  EXPECT_EQ((*regions)[2].start, VirtAddr(0x7000));
+  // Malformed lines still fail.
+  EXPECT_FALSE(parse_maps("1000-2000 rw-p 00000000 00:00 0\nzz-1 rw-p 0 00:00 0\n", &out_of_order));
+}
+
 TEST(Maps, EmptyAndBlankLinesAreFine) {
   auto empty = parse_maps("");
   ASSERT_TRUE(empty);
@@ -96,6 +119,44 @@ TEST(Maps, ReadsOwnMaps) {
   for (const auto& r : *regions) stack = stack || r.kind == RegionKind::kStack;
   EXPECT_TRUE(stack);
   EXPECT_FALSE(trackable_regions(*regions).empty());
+}
+
+// The kernel writes /proc/PID/maps a page at a time and lets the process change its layout in
+// between, so a long file read while regions split and merge can show a region that overlaps
+// the one before. read_maps must still return a sorted, non-overlapping layout, not fail (a
+// multithreaded target growing its malloc arenas made `haywire glass` exit on this).
+TEST(Maps, ReadsAConsistentLayoutWhileItChanges) {
+  constexpr std::size_t kPages = 2048;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  auto* mem = static_cast<char*>(::mmap(nullptr, kPages * page, PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(mem, MAP_FAILED);
+  // Every other page read-only: ~1000 regions, far more than one page of maps text.
+  for (std::size_t i = 0; i < kPages; i += 2) ::mprotect(mem + i * page, page, PROT_READ);
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    // Merge and split regions all the time: flip the protection of the odd pages.
+    for (std::size_t round = 0; !stop.load(); ++round) {
+      for (std::size_t i = 1; i < kPages && !stop.load(); i += 2)
+        ::mprotect(mem + i * page, page, round % 2 == 0 ? PROT_READ : PROT_READ | PROT_WRITE);
+    }
+  });
+  int failures = 0;
+  std::string first_error;
+  for (int i = 0; i < 200; ++i) {
+    auto regions = read_maps(Pid(::getpid()));
+    if (!regions) {
+      if (failures++ == 0) first_error = regions.error().message();
+      continue;
+    }
+    for (std::size_t k = 1; k < regions->size(); ++k) {
+      ASSERT_LE((*regions)[k - 1].end, (*regions)[k].start) << "read " << i << ", region " << k;
+    }
+  }
+  stop = true;
+  churn.join();
+  ::munmap(mem, kPages * page);
+  EXPECT_EQ(failures, 0) << first_error;
 }
 
 TEST(Maps, MissingProcessIsNotFound) {

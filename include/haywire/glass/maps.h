@@ -49,9 +49,14 @@ inline constexpr std::size_t kMaxMapsLine = 8192;
 
 // Parses the whole text; any malformed line fails the parse with its line number (the kernel
 // never writes one, so a bad line means the input is not what it claims to be). Regions come
-// out sorted and non-overlapping or the parse fails.
-Result<std::vector<MemoryRegion>> parse_maps(std::string_view text);
+// out sorted and non-overlapping: a line that overlaps or precedes the one before fails the
+// parse, or, when `out_of_order` is given, is left out and counted there.
+Result<std::vector<MemoryRegion>> parse_maps(std::string_view text, std::size_t* out_of_order = nullptr);
 // Reads and parses /proc/PID/maps. NotFound if the process is gone, PermissionDenied if not ours.
+// The kernel writes that file a page at a time and lets the process change its layout in
+// between, so a long one read while regions split or merge can show a region overlapping the
+// one before: such a read is repeated (up to 4 reads), then such lines are left out (the
+// layout is sorted and non-overlapping, and the next read has them).
 Result<std::vector<MemoryRegion>> read_maps(Pid pid);
 
 // Whether write-protect tracking can cover the region: writable, private, and not a kernel
