@@ -58,17 +58,7 @@ std::vector<VirtRange> to_virt(std::span<const PageRange> ranges) {
 std::vector<PageIndexRange> to_slots(const AddressLayout& layout, std::span<const PageRange> ranges) {
   std::vector<PageIndexRange> slots;
   for (const auto& run : layout.slot_runs_of(to_virt(ranges))) slots.push_back(PageIndexRange{run.first, run.count});
-  std::sort(slots.begin(), slots.end(),
-            [](const PageIndexRange& a, const PageIndexRange& b) { return a.first < b.first; });
-  std::vector<PageIndexRange> merged;
-  for (const auto& s : slots) {
-    if (!merged.empty() && merged.back().end() >= s.first) {
-      merged.back().count = std::max(merged.back().end(), s.end()) - merged.back().first;
-    } else {
-      merged.push_back(s);
-    }
-  }
-  return merged;
+  return normalized(std::move(slots));
 }
 
 std::uint64_t total_pages(const std::vector<PageRange>& ranges) {

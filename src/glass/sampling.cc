@@ -140,21 +140,26 @@ std::vector<PageIndexRange> intersect(std::span<const PageIndexRange> a, std::sp
   return out;
 }
 
-std::vector<PageIndexRange> union_of(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b) {
+std::vector<PageIndexRange> normalized(std::vector<PageIndexRange> ranges) {
+  std::sort(ranges.begin(), ranges.end(),
+            [](const PageIndexRange& a, const PageIndexRange& b) { return a.first < b.first; });
   std::vector<PageIndexRange> out;
-  out.reserve(a.size() + b.size());
-  std::size_t i = 0;
-  std::size_t j = 0;
-  while (i < a.size() || j < b.size()) {
-    const PageIndexRange& next = (j >= b.size() || (i < a.size() && a[i].first <= b[j].first)) ? a[i++] : b[j++];
-    if (next.count == 0) continue;
-    if (!out.empty() && out.back().end() >= next.first) {
-      out.back().count = std::max(out.back().end(), next.end()) - out.back().first;
+  out.reserve(ranges.size());
+  for (const PageIndexRange& r : ranges) {
+    if (r.count == 0) continue;
+    if (!out.empty() && out.back().end() >= r.first) {
+      out.back().count = std::max(out.back().end(), r.end()) - out.back().first;
     } else {
-      out.push_back(next);
+      out.push_back(r);
     }
   }
   return out;
+}
+
+std::vector<PageIndexRange> union_of(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b) {
+  std::vector<PageIndexRange> all(a.begin(), a.end());
+  all.insert(all.end(), b.begin(), b.end());
+  return normalized(std::move(all));
 }
 
 }  // namespace haywire::glass

@@ -41,14 +41,17 @@ void ThreadSampler::run() {
       std::lock_guard lock(mutex_);
       ++current_.faults;
       if (m.wp) current_.by_thread[m.thread_id].push_back(page);
-      auto it = std::lower_bound(carved_.begin(), carved_.end(), page,
-                                 [](const Carved& c, VirtAddr p) { return c.page < p; });
+      auto it = slot_of(page);
       if (it != carved_.end() && it->page == page) it->written = true;
       // Release the page for the rest of the interval; this wakes the writer. Under the lock,
       // so that begin_interval cannot protect it again before this call un-protects it.
       (void)sync_.write_protect(page, kPageSize, false);
     }
   }
+}
+
+std::vector<ThreadSampler::Carved>::iterator ThreadSampler::slot_of(VirtAddr page) {
+  return std::lower_bound(carved_.begin(), carved_.end(), page, [](const Carved& c, VirtAddr p) { return c.page < p; });
 }
 
 std::vector<PageRange> ThreadSampler::carved() const {
@@ -65,15 +68,21 @@ ThreadWrites ThreadSampler::end_interval() {
   // Protect the pages written in this interval again now, before the interval's writes are
   // handed out: a write from here on faults and is the next interval's (the fault thread
   // records it after this lock), so nothing written to a carved page goes unseen.
-  for (Carved& c : carved_) {
-    ++c.age;
-    if (!c.written) {
-      ++c.idle;
+  for (auto it = carved_.begin(); it != carved_.end();) {
+    ++it->age;
+    if (!it->written) {
+      ++it->idle;
+      ++it;
       continue;
     }
-    c.written = false;
-    c.idle = 0;
-    if (!sync_.write_protect(c.page, kPageSize, true)) c.gone = true;  // its memory is gone
+    it->written = false;
+    it->idle = 0;
+    if (sync_.write_protect(it->page, kPageSize, true)) {
+      ++it;
+      continue;
+    }
+    (void)sync_.unregister(it->page, kPageSize);  // its memory is gone: drop it
+    it = carved_.erase(it);
   }
   ThreadWrites out = std::move(current_);
   current_ = ThreadWrites{};
@@ -96,10 +105,6 @@ Result<void> ThreadSampler::begin_interval(Uffd& async, const std::vector<VirtAd
   std::vector<Carved> kept;
   kept.reserve(carved_.size());
   for (const Carved& c : carved_) {
-    if (c.gone) {
-      (void)sync_.unregister(c.page, kPageSize);
-      continue;
-    }
     // Idle, or carved long enough to make room for pages elsewhere (threads whose pages were
     // never candidates while every place was taken).
     const bool due = c.idle >= options_.idle_intervals || c.age >= options_.max_carved_intervals;
@@ -118,8 +123,7 @@ Result<void> ThreadSampler::begin_interval(Uffd& async, const std::vector<VirtAd
   std::vector<VirtAddr> fresh;
   for (VirtAddr raw : candidates) {
     VirtAddr page(raw.value() & ~(kPageSize - 1));
-    auto at = std::lower_bound(carved_.begin(), carved_.end(), page,
-                               [](const Carved& c, VirtAddr p) { return c.page < p; });
+    auto at = slot_of(page);
     if ((at == carved_.end() || at->page != page) && std::find(fresh.begin(), fresh.end(), page) == fresh.end())
       fresh.push_back(page);
   }
@@ -129,8 +133,7 @@ Result<void> ThreadSampler::begin_interval(Uffd& async, const std::vector<VirtAd
   for (std::size_t i = 0; i < places && i < fresh.size(); ++i) chosen.push_back(fresh[i * fresh.size() / std::min(places, fresh.size())]);
 
   for (VirtAddr page : chosen) {
-    auto at = std::lower_bound(carved_.begin(), carved_.end(), page,
-                               [](const Carved& c, VirtAddr p) { return c.page < p; });
+    auto at = slot_of(page);
     // Un-protect in the async context first so its leftover marker cannot outlive the move.
     if (!async.write_protect(page, kPageSize, false)) continue;
     if (!async.unregister(page, kPageSize)) continue;

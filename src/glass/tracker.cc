@@ -275,11 +275,10 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // Watched from now on: every page known to be armed. After a reading scan, all but what it
   // saw not armed, plus the ranges just re-protected; after a re-arming full scan, what it
   // re-armed; else (after create, or layout events) only what was armed here.
-  const std::vector<PageRange> excluded_now = excluded();
-  if (unarmed_known_) {
-    watched_ = union_ranges(subtract_ranges(subtract_ranges(registered_, unarmed_), excluded_now), to_arm);
+  if (auto armed = known_armed(); armed) {
+    watched_ = union_ranges(std::move(*armed), to_arm);
   } else {
-    watched_ = subtract_ranges(intersect_ranges(union_ranges(rearmed_, to_arm), registered_), excluded_now);
+    watched_ = subtract_ranges(intersect_ranges(union_ranges(rearmed_, to_arm), registered_), excluded());
   }
   unarmed_known_ = false;
   armed_ = std::move(next);

@@ -94,7 +94,10 @@ std::vector<std::uint32_t> pages_per_cell(const PageGrid& grid, std::span<const 
 
 // Sorted, disjoint ranges covering the pages in both inputs (each sorted and disjoint).
 std::vector<PageIndexRange> intersect(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b);
-// Union of two sorted, disjoint lists: sorted, disjoint, adjacent runs merged.
+// `ranges` in any order, overlapping or not -> sorted, disjoint, adjacent runs merged, empty
+// ones dropped.
+std::vector<PageIndexRange> normalized(std::vector<PageIndexRange> ranges);
+// Union of two lists, normalized.
 std::vector<PageIndexRange> union_of(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b);
 
 }  // namespace haywire::glass

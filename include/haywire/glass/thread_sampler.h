@@ -60,12 +60,12 @@ class ThreadSampler {
 
   // Closes the interval: what the carved pages saw since begin_interval. The pages stay carved;
   // those written are protected again at once (a write from now on belongs to the next
-  // interval).
+  // interval); one that cannot be (its memory is gone) is dropped.
   ThreadWrites end_interval();
   // Opens the next interval: returns pages that are due (idle, or carved long enough) to
   // `async` (registered and armed there), and carves new pages from `candidates`
   // (page-aligned, registered with `async`) into the free places.
-  // Pages that cannot move are skipped; carved pages whose memory is gone are dropped.
+  // Pages that cannot move are skipped.
   Result<void> begin_interval(Uffd& async, const std::vector<VirtAddr>& candidates);
   // The pages currently carved out of the async context (normalized).
   [[nodiscard]] std::vector<PageRange> carved() const;
@@ -88,8 +88,9 @@ class ThreadSampler {
     bool written = false;  // released by a fault since it was last protected
     std::uint32_t idle = 0;  // intervals in a row without a write
     std::uint32_t age = 0;   // intervals carved
-    bool gone = false;       // could not be protected again: its memory was unmapped
   };
+  // Where `page` is or would go in carved_ (sorted). Caller holds mutex_.
+  std::vector<Carved>::iterator slot_of(VirtAddr page);
   // Returns `page` to `async` (armed there if `arm`): false when its memory is gone (nothing to
   // return), an error when the async context refuses it.
   Result<bool> give_back(Uffd& async, VirtAddr page, bool arm);

@@ -76,21 +76,6 @@ std::string_view name(Workload w) {
   return "?";
 }
 
-std::vector<PageIndexRange> normalize(std::vector<PageIndexRange> ranges) {
-  std::sort(ranges.begin(), ranges.end(),
-            [](const PageIndexRange& a, const PageIndexRange& b) { return a.first < b.first; });
-  std::vector<PageIndexRange> out;
-  for (const PageIndexRange& r : ranges) {
-    if (r.count == 0) continue;
-    if (!out.empty() && out.back().end() >= r.first) {
-      out.back().count = std::max(out.back().end(), r.end()) - out.back().first;
-    } else {
-      out.push_back(r);
-    }
-  }
-  return out;
-}
-
 SyntheticWorkload::SyntheticWorkload(WorkloadSpec spec) : spec_(spec) {
   Rng rng(mix(spec.seed, ~std::uint64_t{0}, 0x407));
   const std::uint64_t block = std::max<std::uint64_t>(1, spec.page_count / 64);
@@ -147,7 +132,7 @@ std::vector<PageIndexRange> SyntheticWorkload::written(std::uint64_t t) const {
     }
   }
   for (PageIndexRange& r : out) r.count = std::min(r.count, pages - std::min(r.first, pages));
-  return normalize(std::move(out));
+  return normalized(std::move(out));
 }
 
 }  // namespace haywire::glass::testing
