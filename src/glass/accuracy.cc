@@ -113,12 +113,7 @@ SamplePlan CalibrationController::plan(std::uint64_t interval) const {
 Result<AccuracyReport> CalibrationController::replay(const SamplePlan& plan, std::span<const PageIndexRange> written,
                                                      std::span<const PageIndexRange> still_armed,
                                                      const DensityMap& full, DensityMap& reconstructed) {
-  std::vector<PageIndexRange> watched;
-  std::span<const PageIndexRange> armed = plan.ranges;
-  if (!still_armed.empty()) {
-    watched = union_of(plan.ranges, still_armed);
-    armed = watched;
-  }
+  const std::vector<PageIndexRange> armed = union_of(plan.ranges, still_armed);
   auto stats = reconstructor_.reconstruct(
       live_.empty() ? observe(grid_, armed, written) : observe(grid_, armed, written, live_), reconstructed);
   if (!stats) return std::unexpected(stats.error());
