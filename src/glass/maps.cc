@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "haywire/base/fd.h"
+#include "haywire/base/parse.h"
 
 namespace haywire::glass {
 namespace {
@@ -145,6 +146,34 @@ Result<std::vector<MemoryRegion>> read_maps(Pid pid) {
     if (!regions) return std::unexpected(std::move(regions.error()).with_context(path));
     if (out_of_order == 0 || attempt == kReads) return regions;
   }
+}
+
+Result<VmSizes> parse_statm(std::string_view text) {
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  std::uint64_t fields[7] = {};
+  for (int i = 0; i < 7; ++i) {
+    const std::size_t space = text.find(' ');
+    if ((space == std::string_view::npos) != (i == 6))
+      return fail(ParseError{"/proc/PID/statm", "expected seven counters separated by single spaces"});
+    auto value = parse_u64(text.substr(0, space));
+    if (!value) return fail(ParseError{"/proc/PID/statm", fmt::format("counter {} is not a number", i + 1)});
+    fields[i] = *value;
+    text = i == 6 ? std::string_view{} : text.substr(space + 1);
+  }
+  return VmSizes{.total_pages = fields[0], .data_pages = fields[5]};
+}
+
+Result<VmSizes> read_vm_sizes(Pid pid) {
+  std::string path = fmt::format("/proc/{}/statm", pid.value());
+  auto text = read_text_file(path, 4096);
+  if (!text) {
+    if (text.error().is<FileNotFound>())
+      return fail(NotFound{fmt::format("process {}", pid.value()), "check the PID (is the process still running?)"});
+    return std::unexpected(std::move(text.error()));
+  }
+  auto sizes = parse_statm(*text);
+  if (!sizes) return std::unexpected(std::move(sizes.error()).with_context(path));
+  return sizes;
 }
 
 bool is_trackable(const MemoryRegion& region) {

@@ -1,4 +1,4 @@
-// Fuzz target: /proc/PID/maps text. Paths are chosen by the target process, so the parser must
+// Fuzz target: /proc/PID/maps (and /proc/PID/statm) text. Paths are chosen by the target process, so the parser must
 // never crash, and whatever it accepts must be sorted, non-overlapping and page-aligned.
 #include <cstddef>
 #include <cstdint>
@@ -9,6 +9,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  // /proc/PID/statm, read by the same tracker: seven counters or an error, never a crash.
+  (void)haywire::glass::parse_statm(text);
   // The lenient form (what read_maps falls back to) must hold the same invariants.
   std::size_t out_of_order = 0;
   auto lenient = haywire::glass::parse_maps(text, &out_of_order);

@@ -159,6 +159,29 @@ TEST(Maps, ReadsAConsistentLayoutWhileItChanges) {
   EXPECT_EQ(failures, 0) << first_error;
 }
 
+TEST(Maps, ParsesStatmCounters) {
+  auto sizes = parse_statm("2676 1061 836 6 0 140 0\n");
+  ASSERT_TRUE(sizes) << sizes.error().message();
+  EXPECT_EQ(sizes->total_pages, 2676u);
+  EXPECT_EQ(sizes->data_pages, 140u);
+  auto own = read_vm_sizes(Pid(static_cast<std::int32_t>(::getpid())));
+  ASSERT_TRUE(own) << own.error().message();
+  EXPECT_GT(own->total_pages, 0u);
+  EXPECT_GT(own->data_pages, 0u);
+  EXPECT_LE(own->data_pages, own->total_pages);
+}
+
+TEST(Maps, RejectsMalformedStatm) {
+  for (std::string_view text : {"", "\n", "1 2 3 4 5 6", "1 2 3 4 5 6 7 8", "1 2 3 4 5 x 7", "1  2 3 4 5 6 7",
+                                "1 2 3 4 5 6 -7", "1 2 3 4 5 6 99999999999999999999999", "1\t2 3 4 5 6 7"}) {
+    auto sizes = parse_statm(text);
+    EXPECT_FALSE(sizes) << "accepted: '" << text << "'";
+    if (!sizes) {
+      EXPECT_TRUE(sizes.error().is<ParseError>()) << sizes.error().message();
+    }
+  }
+}
+
 TEST(Maps, MissingProcessIsNotFound) {
   auto regions = read_maps(Pid(0x7ffffff0));
   ASSERT_FALSE(regions);

@@ -98,14 +98,31 @@ Result<void> Tracker::protect(const std::vector<PageRange>& ranges, bool enable)
       // ENOENT: the memory is no longer registered (unmapped, or replaced, since the layout was
       // read): nothing to protect or unprotect there; the next scan's layout read forgets it.
       auto* sys = done.error().as<SystemCallFailed>();
-      if (sys != nullptr && sys->err == ENOENT) continue;
+      if (sys != nullptr && sys->err == ENOENT) {
+        layout_stale_ = true;
+        continue;
+      }
       return done;
     }
   }
   return {};
 }
 
+Result<Tracker::Refresh> Tracker::refresh_layout_if_changed(bool& read) {
+  // The counters are read before the maps: a change between the two reads shows in the maps
+  // now and in the counters next time (one read too many, never one too few).
+  auto sizes = read_vm_sizes(pid_);
+  read = !sizes || layout_stale_ || sizes_at_read_ != *sizes || ++scans_since_read_ >= options_.maps_every;
+  if (!read) return Refresh{};
+  auto refreshed = refresh_layout(false);
+  if (refreshed && sizes) sizes_at_read_ = *sizes;
+  return refreshed;
+}
+
 Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
+  layout_stale_ = false;
+  scans_since_read_ = 0;
+  sizes_at_read_.reset();
   auto maps = read_maps(pid_);
   if (!maps) return std::unexpected(std::move(maps.error()));
   std::vector<PageRange> desired;
@@ -176,7 +193,7 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   // The carved pages' writes of the interval (they stay carved: excluded from the reads below).
   ThreadWrites thread_writes;
   if (sampler_) thread_writes = sampler_->end_interval();
-  auto refreshed = refresh_layout(false);
+  auto refreshed = refresh_layout_if_changed(result.maps_read);
   if (!refreshed) return std::unexpected(std::move(refreshed.error()));
   result.regions_added = refreshed->added;
   result.regions_removed = refreshed->removed;
@@ -314,7 +331,10 @@ Result<void> Tracker::rearm(const std::vector<PageRange>& ranges) {
 }
 
 void Tracker::apply(const UffdMessage& message) {
-  if (message.type == UffdMessage::Type::kUnmap || message.type == UffdMessage::Type::kRemap) unarmed_known_ = false;
+  if (message.type == UffdMessage::Type::kUnmap || message.type == UffdMessage::Type::kRemap) {
+    unarmed_known_ = false;
+    layout_stale_ = true;
+  }
   switch (message.type) {
     case UffdMessage::Type::kUnmap: {
       std::vector<PageRange> gone{{message.address, message.end}};

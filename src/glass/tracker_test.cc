@@ -242,6 +242,53 @@ TEST(Tracker, UnmapEventIsDeliveredAndApplied) {
   EXPECT_EQ(scan->written, pages_to_ranges(child, {99, 101}));
 }
 
+// The maps are re-read when statm's counters move (mprotect moves data_vm), after a layout
+// message, and every maps_every scans; otherwise the scan keeps the layout it has.
+TEST(Tracker, RereadsTheMapsOnlyWhenTheLayoutMayHaveChanged) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  TrackerOptions options;
+  const VirtAddr base = child.base();
+  const VirtAddr end = child.page(kPages);
+  options.filter = [base, end](const MemoryRegion& r) { return r.writable() && r.start < end && base < r.end; };
+  options.maps_every = 3;
+  auto tracker = track(child, UffdFeatures{.event_remap = true, .event_remove = true, .event_unmap = true},
+                       std::move(options));
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  auto maps_read = [&] {
+    auto scan = tracker->scan();
+    EXPECT_TRUE(scan) << scan.error().message();
+    return scan && scan->maps_read;
+  };
+  EXPECT_TRUE(maps_read()) << "the first scan has no counters to compare with";
+  EXPECT_FALSE(maps_read());
+  EXPECT_FALSE(maps_read());
+  EXPECT_TRUE(maps_read()) << "the third scan since the last read reads whatever the counters say";
+  EXPECT_FALSE(maps_read());
+
+  ASSERT_TRUE(child.send_command(UffdChild::kReadOnly, {300}) && child.wait_ack());
+  EXPECT_TRUE(maps_read()) << "data_vm moved";
+  EXPECT_EQ(tracker->tracked(),
+            (std::vector<PageRange>{{child.base(), child.page(300)}, {child.page(301), child.page(kPages)}}));
+  EXPECT_FALSE(maps_read());
+  ASSERT_TRUE(child.send_command(UffdChild::kWritable, {300}) && child.wait_ack());
+  EXPECT_TRUE(maps_read());
+  EXPECT_EQ(tracker->tracked(), (std::vector<PageRange>{{child.base(), child.page(kPages)}}));
+  ASSERT_TRUE(child.write_pages({300}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {300})) << "the page made writable again is tracked";
+
+  // The unmap message is applied at once; it also marks the layout stale.
+  ASSERT_TRUE(child.send_command(UffdChild::kUnmap, {100}));
+  bool seen = false;
+  tracker->on_event([&](TrackerEvent&) { seen = true; });
+  for (int i = 0; i < 100 && !seen; ++i) ASSERT_TRUE(tracker->wait_events(50));
+  ASSERT_TRUE(child.wait_ack());
+  EXPECT_TRUE(maps_read());
+  EXPECT_FALSE(maps_read());
+}
+
 TEST(Tracker, DetachLeavesNoRegistration) {
   UffdChild child;
   ASSERT_TRUE(child.start(kPages));

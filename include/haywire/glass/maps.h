@@ -59,6 +59,20 @@ Result<std::vector<MemoryRegion>> parse_maps(std::string_view text, std::size_t*
 // layout is sorted and non-overlapping, and the next read has them).
 Result<std::vector<MemoryRegion>> read_maps(Pid pid);
 
+// The layout's size counters from /proc/PID/statm: every mapping (total_vm) and the private
+// writable ones (data_vm), in pages. Any mmap, munmap, brk or mremap moves the first; an
+// mprotect that makes private memory writable or read-only moves the second. Reading them
+// costs ~5 us against ~60-80 us for the maps, so a tracker re-reads the maps only when they
+// (or a layout message) say something changed.
+struct VmSizes {
+  std::uint64_t total_pages = 0;
+  std::uint64_t data_pages = 0;
+  friend bool operator==(const VmSizes&, const VmSizes&) = default;
+};
+// "size resident shared text lib data dt": seven decimal counters, nothing else.
+Result<VmSizes> parse_statm(std::string_view text);
+Result<VmSizes> read_vm_sizes(Pid pid);
+
 // Whether write-protect tracking can cover the region: writable, private, and not a kernel
 // special mapping (vdso/vvar/vsyscall/...). Shared memory is skipped because userfaultfd-wp on
 // shmem needs UFFD_FEATURE_WP_HUGETLBFS_SHMEM and writes through another mapping would escape it.

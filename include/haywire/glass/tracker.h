@@ -41,6 +41,11 @@ struct TrackerOptions {
   // to the event callback; when false, or when the callback leaves it, it is closed at once and
   // the child runs untracked.
   bool follow_forks = false;
+  // A scan re-reads /proc/PID/maps when the layout's size counters (/proc/PID/statm) moved, a
+  // layout message arrived or a call found memory no longer registered, and at least every
+  // `maps_every` scans whatever they say (an mprotect that swaps the writability of two
+  // regions of the same size moves no counter). 1: every scan.
+  unsigned maps_every = 10;
 };
 
 // A layout event from the target, already applied to the tracker's bookkeeping.
@@ -67,6 +72,7 @@ struct ScanResult {
   unsigned regions_added = 0;        // by this scan's layout refresh
   unsigned regions_removed = 0;
   bool layout_changed = false;
+  bool maps_read = false;            // this scan re-read /proc/PID/maps
   std::uint64_t ioctls = 0;          // kernel calls this scan made (cost telemetry)
 };
 
@@ -150,6 +156,8 @@ class Tracker {
     unsigned removed = 0;
   };
   Result<Refresh> refresh_layout(bool force_register);
+  // refresh_layout(false) if the layout may have changed since the last one (see maps_every).
+  Result<Refresh> refresh_layout_if_changed(bool& read);
   Result<void> protect(const std::vector<PageRange>& ranges, bool enable);
   // Re-protects the written pages of `ranges` (PAGEMAP_SCAN, no output).
   Result<void> rearm(const std::vector<PageRange>& ranges);
@@ -177,6 +185,11 @@ class Tracker {
   bool sampled_ = false;
   bool detached_ = false;
   unsigned skipped_ = 0;
+  // What the last maps read saw of /proc/PID/statm (read just before it), whether something
+  // since says the layout changed anyway, and scans since that read.
+  std::optional<VmSizes> sizes_at_read_;
+  bool layout_stale_ = true;
+  unsigned scans_since_read_ = 0;
   std::uint64_t ioctls_ = 0;
   std::unique_ptr<ThreadSampler> sampler_;
   ThreadWrites last_thread_writes_;

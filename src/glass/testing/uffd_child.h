@@ -24,7 +24,7 @@ namespace haywire::glass::testing {
 
 class UffdChild {
  public:
-  enum Op : std::uint64_t { kWrite = 1, kUnmap = 2, kExit = 3 };
+  enum Op : std::uint64_t { kWrite = 1, kUnmap = 2, kExit = 3, kReadOnly = 4, kWritable = 5 };
 
   // Forks; the child maps `pages` anonymous pages (never touched) and one userfaultfd per
   // `contexts`, sends them and waits for commands.
@@ -111,6 +111,8 @@ class UffdChild {
       for (std::uint64_t p : list) {
         if (head[0] == kWrite) mem[p * kPageSize + (p % 64)] = static_cast<unsigned char>(p + 1);
         if (head[0] == kUnmap) ::munmap(mem + p * kPageSize, kPageSize);
+        if (head[0] == kReadOnly) ::mprotect(mem + p * kPageSize, kPageSize, PROT_READ);
+        if (head[0] == kWritable) ::mprotect(mem + p * kPageSize, kPageSize, PROT_READ | PROT_WRITE);
       }
       char ack = 1;
       if (::send(sock, &ack, 1, MSG_NOSIGNAL) != 1) ::_exit(14);
