@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 
 #include "haywire/base/fd.h"
 #include "haywire/base/parse.h"
@@ -174,6 +175,39 @@ Result<VmSizes> read_vm_sizes(Pid pid) {
   auto sizes = parse_statm(*text);
   if (!sizes) return std::unexpected(std::move(sizes.error()).with_context(path));
   return sizes;
+}
+
+Result<std::uint32_t> parse_stat_threads(std::string_view text) {
+  const std::size_t paren = text.rfind(')');
+  if (paren == std::string_view::npos) return fail(ParseError{"/proc/PID/stat", "no ')' closing the command name"});
+  std::string_view rest = text.substr(paren + 1);
+  // " S ppid pgrp ...": field 3 (state) comes first; field 20 is the thread count.
+  constexpr int kThreadsField = 20;
+  for (int field = 3; field < kThreadsField; ++field) {
+    if (rest.size() < 2 || rest[0] != ' ')
+      return fail(ParseError{"/proc/PID/stat", fmt::format("field {} is missing", field)});
+    const std::size_t next = rest.find(' ', 1);
+    if (next == std::string_view::npos) return fail(ParseError{"/proc/PID/stat", fmt::format("field {} is missing", field + 1)});
+    rest = rest.substr(next);
+  }
+  const std::size_t end = rest.find_first_of(" \n", 1);
+  auto threads = parse_u64(rest.substr(1, end == std::string_view::npos ? std::string_view::npos : end - 1));
+  if (!threads || *threads == 0 || *threads > std::numeric_limits<std::uint32_t>::max())
+    return fail(ParseError{"/proc/PID/stat", "field 20 (threads) is not a thread count"});
+  return static_cast<std::uint32_t>(*threads);
+}
+
+Result<std::uint32_t> read_thread_count(Pid pid) {
+  std::string path = fmt::format("/proc/{}/stat", pid.value());
+  auto text = read_text_file(path, 4096);
+  if (!text) {
+    if (text.error().is<FileNotFound>())
+      return fail(NotFound{fmt::format("process {}", pid.value()), "check the PID (is the process still running?)"});
+    return std::unexpected(std::move(text.error()));
+  }
+  auto threads = parse_stat_threads(*text);
+  if (!threads) return std::unexpected(std::move(threads.error()).with_context(path));
+  return threads;
 }
 
 bool is_trackable(const MemoryRegion& region) {

@@ -11,6 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view text(reinterpret_cast<const char*>(data), size);
   // /proc/PID/statm, read by the same tracker: seven counters or an error, never a crash.
   (void)haywire::glass::parse_statm(text);
+  (void)haywire::glass::parse_stat_threads(text);
   // The lenient form (what read_maps falls back to) must hold the same invariants.
   std::size_t out_of_order = 0;
   auto lenient = haywire::glass::parse_maps(text, &out_of_order);

@@ -182,6 +182,35 @@ TEST(Maps, RejectsMalformedStatm) {
   }
 }
 
+TEST(Maps, ParsesTheThreadCountOfStat) {
+  // The command name is the process's choice: spaces and parentheses are allowed in it.
+  auto threads = parse_stat_threads(
+      "1234 (a) b ) c) S 1 1234 1234 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 7 0 5521 2244608 334 "
+      "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n");
+  ASSERT_TRUE(threads) << threads.error().message();
+  EXPECT_EQ(*threads, 7u);
+  auto own = read_thread_count(Pid(static_cast<std::int32_t>(::getpid())));
+  ASSERT_TRUE(own) << own.error().message();
+  EXPECT_GE(*own, 1u);
+  std::thread extra([] {});
+  auto more = read_thread_count(Pid(static_cast<std::int32_t>(::getpid())));
+  extra.join();
+  ASSERT_TRUE(more);
+  EXPECT_EQ(*more, *own + 1);
+}
+
+TEST(Maps, RejectsMalformedStat) {
+  for (std::string_view text : {"", "1234 (cat S 1 2 3", "1234 (cat) S 1 2 3", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 zero 0",
+                                "1 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 0 0", "1 (x)", "1 (x)  S", ")",
+                                "1 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 99999999999 0"}) {
+    auto threads = parse_stat_threads(text);
+    EXPECT_FALSE(threads) << "accepted: '" << text << "'";
+    if (!threads) {
+      EXPECT_TRUE(threads.error().is<ParseError>()) << threads.error().message();
+    }
+  }
+}
+
 TEST(Maps, MissingProcessIsNotFound) {
   auto regions = read_maps(Pid(0x7ffffff0));
   ASSERT_FALSE(regions);

@@ -244,6 +244,24 @@ struct Monitor::State {
     scan.written_pages = total_pages(scan.written);
   }
 
+  // A single-threaded target: every written cell is its thread's, at the cell's density.
+  ThreadActivity sole_thread_activity(std::uint32_t tid, const DensityMap& density) {
+    ThreadActivity activity;
+    activity.order = density.order;
+    const std::size_t cells = density.cells.size();
+    activity.slot.assign(cells, kNoThread);
+    activity.rate.assign(cells, 0.0f);
+    auto [it, inserted] = thread_slots.try_emplace(tid, static_cast<std::uint8_t>(thread_slots.size() % kMaxThreadSlots));
+    const float peak = density.cells.empty() ? 0.0f : *std::max_element(density.cells.begin(), density.cells.end());
+    if (peak <= 0.0f) return activity;
+    for (std::size_t i = 0; i < cells; ++i) {
+      if (density.cells[i] <= 0.0f) continue;
+      activity.slot[i] = it->second;
+      activity.rate[i] = density.cells[i] / peak;
+    }
+    return activity;
+  }
+
   ThreadActivity thread_activity(const ThreadWrites& writes) {
     ThreadActivity activity;
     activity.order = layout.order();
@@ -478,8 +496,13 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
 
   if (s.thread_sampling) {
     if (const ThreadWrites* writes = s.tracker->last_thread_writes(); writes != nullptr) {
-      t.active_threads = static_cast<std::uint32_t>(writes->active_threads());
-      if (s.layout.order() != 0) report.threads = s.thread_activity(*writes);
+      if (writes->sole_writer) {
+        t.active_threads = report.written_pages > 0 ? 1 : 0;
+        if (report.density.order != 0) report.threads = s.sole_thread_activity(*writes->sole_writer, report.density);
+      } else {
+        t.active_threads = static_cast<std::uint32_t>(writes->active_threads());
+        if (s.layout.order() != 0) report.threads = s.thread_activity(*writes);
+      }
     }
   }
 

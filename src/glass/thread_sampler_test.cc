@@ -30,10 +30,30 @@ Result<Tracker> sampled_tracker(UffdChild& child, std::size_t pages, const Threa
   return tracker;
 }
 
-TEST(ThreadSampler, AttributesSampledWritesToTheWritingThread) {
+// A single-threaded target: its thread wrote everything; no page is carved to tell.
+TEST(ThreadSampler, NamesTheSoleThreadOfASingleThreadedTargetWithoutCarving) {
   constexpr std::size_t kPages = 256;
   UffdChild child;
   ASSERT_TRUE(child.start(kPages, 2));
+  auto tracker = sampled_tracker(child, kPages, ThreadSamplerOptions{.max_pages = 4});
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  for (int interval = 0; interval < 3; ++interval) {
+    ASSERT_TRUE(child.write_pages({10, 11, 12, 13, 200}));
+    auto scan = tracker->scan();
+    ASSERT_TRUE(scan) << scan.error().message();
+    EXPECT_EQ(scan->written, (std::vector<PageRange>{{child.page(10), child.page(14)}, {child.page(200), child.page(201)}}));
+    const ThreadWrites* writes = tracker->last_thread_writes();
+    ASSERT_NE(writes, nullptr);
+    EXPECT_EQ(writes->sole_writer, std::optional<std::uint32_t>(static_cast<std::uint32_t>(child.pid().value())));
+    EXPECT_EQ(writes->sampled_pages, 0u);
+    EXPECT_EQ(writes->faults, 0u);
+  }
+}
+
+TEST(ThreadSampler, AttributesSampledWritesToTheWritingThread) {
+  constexpr std::size_t kPages = 256;
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages, 2, 1));
   auto tracker = sampled_tracker(child, kPages, ThreadSamplerOptions{.max_pages = 4});
   ASSERT_TRUE(tracker) << tracker.error().message();
 
@@ -69,7 +89,7 @@ TEST(ThreadSampler, AttributesSampledWritesToTheWritingThread) {
 TEST(ThreadSampler, KeepsWrittenPagesCarvedAndReturnsIdleOnesArmed) {
   constexpr std::size_t kPages = 64;
   UffdChild child;
-  ASSERT_TRUE(child.start(kPages, 2));
+  ASSERT_TRUE(child.start(kPages, 2, 1));
   auto tracker = sampled_tracker(child, kPages,
                                  ThreadSamplerOptions{.max_pages = 4, .max_moves_per_interval = 2, .idle_intervals = 2});
   ASSERT_TRUE(tracker) << tracker.error().message();

@@ -252,11 +252,20 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   result.sampled = sampled_;
   result.layout_changed = result.layout_changed || result.regions_added != 0 || result.regions_removed != 0;
   if (sampler_) {
+    // One thread at both ends of the interval: it wrote everything, nothing to sample. (A
+    // thread that came and went in between is missed; one that is still there shows now.)
+    auto threads = read_thread_count(pid_);
+    const std::uint32_t now = threads ? *threads : 0;
+    if (now == 1 && threads_at_last_scan_ == 1) thread_writes.sole_writer = static_cast<std::uint32_t>(pid_.value());
+    threads_at_last_scan_ = now;
     // Sample threads where writing happens now: pages written in this interval (the sampler
     // keeps the ones it has and fills free places from these).
-    auto candidates = spread_pages(
-        subtract_ranges(sampled_ ? intersect_ranges(result.written, armed_) : result.written, excluded()),
-        sampler_->max_pages());
+    std::vector<VirtAddr> candidates;
+    if (now != 1) {
+      candidates = spread_pages(
+          subtract_ranges(sampled_ ? intersect_ranges(result.written, armed_) : result.written, excluded()),
+          sampler_->max_pages());
+    }
     if (auto begun = sampler_->begin_interval(uffd_, candidates); !begun) return std::unexpected(std::move(begun.error()));
     last_thread_writes_ = std::move(thread_writes);
   }
@@ -395,6 +404,8 @@ Result<void> Tracker::enable_thread_sampling(Uffd sync_uffd, const ThreadSampler
   auto sampler = ThreadSampler::start(std::move(sync_uffd), options);
   if (!sampler) return std::unexpected(std::move(sampler.error()));
   sampler_ = std::move(*sampler);
+  auto threads = read_thread_count(pid_);
+  threads_at_last_scan_ = threads ? *threads : 0;
   return {};
 }
 

@@ -73,6 +73,11 @@ struct VmSizes {
 Result<VmSizes> parse_statm(std::string_view text);
 Result<VmSizes> read_vm_sizes(Pid pid);
 
+// The number of threads (field 20 of /proc/PID/stat). The command name before it is the
+// target's choice (spaces and parentheses included), so fields are counted after the last ')'.
+Result<std::uint32_t> parse_stat_threads(std::string_view text);
+Result<std::uint32_t> read_thread_count(Pid pid);
+
 // Whether write-protect tracking can cover the region: writable, private, and not a kernel
 // special mapping (vdso/vvar/vsyscall/...). Shared memory is skipped because userfaultfd-wp on
 // shmem needs UFFD_FEATURE_WP_HUGETLBFS_SHMEM and writes through another mapping would escape it.

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -47,6 +48,9 @@ struct ThreadWrites {
   std::unordered_map<std::uint32_t, std::vector<VirtAddr>> by_thread;
   std::uint64_t faults = 0;
   std::uint64_t sampled_pages = 0;  // pages watched in the interval
+  // Set when the target had one thread when the interval began and when it ended: that thread
+  // (TID == PID) wrote every page of the interval, and no page needed carving to tell.
+  std::optional<std::uint32_t> sole_writer;
   [[nodiscard]] std::size_t active_threads() const { return by_thread.size(); }
 };
 

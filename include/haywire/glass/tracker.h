@@ -130,7 +130,9 @@ class Tracker {
 
   // Per-thread attribution on a few sampled pages per interval, through a second, synchronous
   // context created inside the target (see thread_sampler.h). Each scan() ends one sampling
-  // interval and starts the next, choosing pages among the ones just written.
+  // interval and starts the next, choosing pages among the ones just written. While the target
+  // has a single thread nothing is carved (its pages go back as they fall due): that thread
+  // wrote everything, and ThreadWrites::sole_writer says so.
   Result<void> enable_thread_sampling(Uffd sync_uffd, const ThreadSamplerOptions& options);
   // Writes seen by the thread sampler in the interval the last scan() closed.
   [[nodiscard]] const ThreadWrites* last_thread_writes() const;
@@ -193,6 +195,7 @@ class Tracker {
   std::uint64_t ioctls_ = 0;
   std::unique_ptr<ThreadSampler> sampler_;
   ThreadWrites last_thread_writes_;
+  std::uint32_t threads_at_last_scan_ = 0;  // 0: not known
   // Memory that appeared after create() is registered at the next scan; what the target wrote
   // there before that is collected at registration and reported by that scan.
   bool created_ = false;

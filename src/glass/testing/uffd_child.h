@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "glass/agent_protocol.h"
@@ -27,15 +28,16 @@ class UffdChild {
   enum Op : std::uint64_t { kWrite = 1, kUnmap = 2, kExit = 3, kReadOnly = 4, kWritable = 5 };
 
   // Forks; the child maps `pages` anonymous pages (never touched) and one userfaultfd per
-  // `contexts`, sends them and waits for commands.
-  bool start(std::size_t pages, int contexts = 1) {
+  // `contexts`, starts `idle_threads` threads that only sleep (a tracker samples threads only
+  // in a multithreaded process), sends the descriptors and waits for commands.
+  bool start(std::size_t pages, int contexts = 1, int idle_threads = 0) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return false;
     pid_ = ::fork();
     if (pid_ < 0) return false;
     if (pid_ == 0) {
       ::close(sv[0]);
-      child_main(sv[1], pages, contexts);
+      child_main(sv[1], pages, contexts, idle_threads);
     }
     ::close(sv[1]);
     sock_ = UniqueFd(sv[0]);
@@ -88,7 +90,12 @@ class UffdChild {
   [[nodiscard]] VirtAddr page(std::uint64_t index) const { return base_ + index * kPageSize; }
 
  private:
-  [[noreturn]] static void child_main(int sock, std::size_t pages, int contexts) {
+  [[noreturn]] static void child_main(int sock, std::size_t pages, int contexts, int idle_threads) {
+    for (int i = 0; i < idle_threads; ++i) {
+      std::thread([] {
+        while (true) ::pause();
+      }).detach();
+    }
     auto* mem = static_cast<unsigned char*>(::mmap(nullptr, pages * kPageSize, PROT_READ | PROT_WRITE,
                                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (mem == MAP_FAILED) ::_exit(10);
