@@ -149,6 +149,25 @@ Result<std::vector<MemoryRegion>> read_maps(Pid pid) {
   }
 }
 
+namespace {
+
+// Reads /proc/PID/<file> (a one-line counter file) and parses it; NotFound once the process is gone.
+template <typename Parse>
+auto read_proc_file(Pid pid, std::string_view file, Parse parse) -> decltype(parse(std::string_view{})) {
+  std::string path = fmt::format("/proc/{}/{}", pid.value(), file);
+  auto text = read_text_file(path, 4096);
+  if (!text) {
+    if (text.error().is<FileNotFound>())
+      return fail(NotFound{fmt::format("process {}", pid.value()), "check the PID (is the process still running?)"});
+    return std::unexpected(std::move(text.error()));
+  }
+  auto parsed = parse(*text);
+  if (!parsed) return std::unexpected(std::move(parsed.error()).with_context(path));
+  return parsed;
+}
+
+}  // namespace
+
 Result<VmSizes> parse_statm(std::string_view text) {
   if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
   std::uint64_t fields[7] = {};
@@ -164,18 +183,7 @@ Result<VmSizes> parse_statm(std::string_view text) {
   return VmSizes{.total_pages = fields[0], .data_pages = fields[5]};
 }
 
-Result<VmSizes> read_vm_sizes(Pid pid) {
-  std::string path = fmt::format("/proc/{}/statm", pid.value());
-  auto text = read_text_file(path, 4096);
-  if (!text) {
-    if (text.error().is<FileNotFound>())
-      return fail(NotFound{fmt::format("process {}", pid.value()), "check the PID (is the process still running?)"});
-    return std::unexpected(std::move(text.error()));
-  }
-  auto sizes = parse_statm(*text);
-  if (!sizes) return std::unexpected(std::move(sizes.error()).with_context(path));
-  return sizes;
-}
+Result<VmSizes> read_vm_sizes(Pid pid) { return read_proc_file(pid, "statm", parse_statm); }
 
 Result<std::uint32_t> parse_stat_threads(std::string_view text) {
   const std::size_t paren = text.rfind(')');
@@ -197,18 +205,7 @@ Result<std::uint32_t> parse_stat_threads(std::string_view text) {
   return static_cast<std::uint32_t>(*threads);
 }
 
-Result<std::uint32_t> read_thread_count(Pid pid) {
-  std::string path = fmt::format("/proc/{}/stat", pid.value());
-  auto text = read_text_file(path, 4096);
-  if (!text) {
-    if (text.error().is<FileNotFound>())
-      return fail(NotFound{fmt::format("process {}", pid.value()), "check the PID (is the process still running?)"});
-    return std::unexpected(std::move(text.error()));
-  }
-  auto threads = parse_stat_threads(*text);
-  if (!threads) return std::unexpected(std::move(threads.error()).with_context(path));
-  return threads;
-}
+Result<std::uint32_t> read_thread_count(Pid pid) { return read_proc_file(pid, "stat", parse_stat_threads); }
 
 bool is_trackable(const MemoryRegion& region) {
   if (!region.writable() || region.shared()) return false;
