@@ -1,5 +1,6 @@
-// Fuzz target: /proc/PID/maps (and /proc/PID/statm) text. Paths are chosen by the target process, so the parser must
-// never crash, and whatever it accepts must be sorted, non-overlapping and page-aligned.
+// Fuzz target: /proc/PID/maps text (the same bytes also parsed as statm and stat). Paths are
+// chosen by the target process, so the parser must never crash, and whatever it accepts must be
+// sorted, non-overlapping and page-aligned.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -9,7 +10,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  // /proc/PID/statm, read by the same tracker: seven counters or an error, never a crash.
+  // statm and stat, read by the same tracker: counters or an error, never a crash.
   (void)haywire::glass::parse_statm(text);
   (void)haywire::glass::parse_stat_threads(text);
   // The lenient form (what read_maps falls back to) must hold the same invariants.

@@ -244,6 +244,11 @@ struct Monitor::State {
     scan.written_pages = total_pages(scan.written);
   }
 
+  // A thread's colour slot, given on first sight and kept for the run.
+  std::uint8_t slot_of_thread(std::uint32_t tid) {
+    return thread_slots.try_emplace(tid, static_cast<std::uint8_t>(thread_slots.size() % kMaxThreadSlots)).first->second;
+  }
+
   // A single-threaded target: every written cell is its thread's, at the cell's density.
   ThreadActivity sole_thread_activity(std::uint32_t tid, const DensityMap& density) {
     ThreadActivity activity;
@@ -251,12 +256,12 @@ struct Monitor::State {
     const std::size_t cells = density.cells.size();
     activity.slot.assign(cells, kNoThread);
     activity.rate.assign(cells, 0.0f);
-    auto [it, inserted] = thread_slots.try_emplace(tid, static_cast<std::uint8_t>(thread_slots.size() % kMaxThreadSlots));
+    const std::uint8_t slot = slot_of_thread(tid);
     const float peak = density.cells.empty() ? 0.0f : *std::max_element(density.cells.begin(), density.cells.end());
     if (peak <= 0.0f) return activity;
     for (std::size_t i = 0; i < cells; ++i) {
       if (density.cells[i] <= 0.0f) continue;
-      activity.slot[i] = it->second;
+      activity.slot[i] = slot;
       activity.rate[i] = density.cells[i] / peak;
     }
     return activity;
@@ -273,8 +278,7 @@ struct Monitor::State {
     std::unordered_map<std::uint64_t, std::uint32_t> per_cell_thread;  // (cell << 8 | slot) -> count
     std::uint32_t max_count = 0;
     for (const auto& [tid, pages] : writes.by_thread) {
-      auto [it, inserted] = thread_slots.try_emplace(tid, static_cast<std::uint8_t>(thread_slots.size() % kMaxThreadSlots));
-      std::uint8_t slot = it->second;
+      const std::uint8_t slot = slot_of_thread(tid);
       for (VirtAddr page : pages) {
         auto cell = layout.cell_of(page);
         if (!cell) continue;

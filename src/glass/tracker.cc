@@ -99,7 +99,7 @@ Result<void> Tracker::protect(const std::vector<PageRange>& ranges, bool enable)
       // read): nothing to protect or unprotect there; the next scan's layout read forgets it.
       auto* sys = done.error().as<SystemCallFailed>();
       if (sys != nullptr && sys->err == ENOENT) {
-        layout_stale_ = true;
+        sizes_at_read_.reset();  // the layout changed: read it at the next scan
         continue;
       }
       return done;
@@ -112,7 +112,8 @@ Result<Tracker::Refresh> Tracker::refresh_layout_if_changed(bool& read) {
   // The counters are read before the maps: a change between the two reads shows in the maps
   // now and in the counters next time (one read too many, never one too few).
   auto sizes = read_vm_sizes(pid_);
-  read = !sizes || layout_stale_ || sizes_at_read_ != *sizes || ++scans_since_read_ >= options_.maps_every;
+  ++scans_since_read_;
+  read = !sizes || sizes_at_read_ != *sizes || scans_since_read_ >= options_.maps_every;
   if (!read) return Refresh{};
   auto refreshed = refresh_layout(false);
   if (refreshed && sizes) sizes_at_read_ = *sizes;
@@ -120,7 +121,6 @@ Result<Tracker::Refresh> Tracker::refresh_layout_if_changed(bool& read) {
 }
 
 Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
-  layout_stale_ = false;
   scans_since_read_ = 0;
   sizes_at_read_.reset();
   auto maps = read_maps(pid_);
@@ -342,7 +342,7 @@ Result<void> Tracker::rearm(const std::vector<PageRange>& ranges) {
 void Tracker::apply(const UffdMessage& message) {
   if (message.type == UffdMessage::Type::kUnmap || message.type == UffdMessage::Type::kRemap) {
     unarmed_known_ = false;
-    layout_stale_ = true;
+    sizes_at_read_.reset();  // read the layout at the next scan
   }
   switch (message.type) {
     case UffdMessage::Type::kUnmap: {

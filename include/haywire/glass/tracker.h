@@ -187,11 +187,10 @@ class Tracker {
   bool sampled_ = false;
   bool detached_ = false;
   unsigned skipped_ = 0;
-  // What the last maps read saw of /proc/PID/statm (read just before it), whether something
-  // since says the layout changed anyway, and scans since that read.
+  // What the last maps read saw of /proc/PID/statm (read just before it); cleared when
+  // something since says the layout changed anyway (the next scan then reads the maps).
   std::optional<VmSizes> sizes_at_read_;
-  bool layout_stale_ = true;
-  unsigned scans_since_read_ = 0;
+  unsigned scans_since_read_ = 0;  // scans since the last maps read
   std::uint64_t ioctls_ = 0;
   std::unique_ptr<ThreadSampler> sampler_;
   ThreadWrites last_thread_writes_;
