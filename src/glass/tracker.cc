@@ -52,6 +52,23 @@ std::vector<PageRange> ranges_touching(const std::vector<PageRange>& ranges, con
   return out;
 }
 
+// `ranges` (normalized) with the gaps of at most `max_gap` bytes between neighbours filled in.
+std::vector<PageRange> bridge_gaps(const std::vector<PageRange>& ranges, std::uint64_t max_gap) {
+  std::vector<PageRange> out;
+  for (const PageRange& r : ranges) {
+    if (!out.empty() && r.start - out.back().end <= max_gap) {
+      out.back().end = r.end;
+    } else {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+// A sampled scan walks the watched ranges, joined across gaps up to one page-table page (512
+// pages): walking such a gap costs less than a separate call for the range after it.
+constexpr std::uint64_t kWalkBridge = std::uint64_t{512} * kPageSize;
+
 }  // namespace
 
 Tracker::Tracker(Pid pid, Uffd uffd, PagemapScanner scanner, TrackerOptions options)
@@ -72,6 +89,8 @@ Result<Tracker> Tracker::create(Pid pid, Uffd async_uffd, TrackerOptions options
     return std::unexpected(std::move(refreshed.error()));
   }
   tracker.created_ = true;
+  // Everything chosen was armed just now: the first interval watches all of it.
+  tracker.rearmed_ = subtract_ranges(tracker.registered_, tracker.excluded());
   return tracker;
 }
 
@@ -205,18 +224,23 @@ Result<ScanResult> Tracker::scan(bool rearm) {
     Result<std::uint64_t> pages = 0;
     std::vector<PageRange> read = subtract_ranges(watched, excluded());
     if (sampled_ || !rearm) {
-      // Sampled mode only reads (so does full mode when sampled mode follows): every tracked
-      // page's state in one walk per region, which changes nothing (no TLB flush, no fault
-      // later). The plan's written pages are this interval's result; the rest tells
-      // set_sampled() which ranges of the next plan need arming at all. Re-arming this plan
-      // instead would make the target fault on pages the next plan does not read, and
-      // interrupt its CPUs with a TLB flush per range.
+      // Sampled mode only reads (so does full mode when sampled mode follows), which changes
+      // nothing (no TLB flush, no fault later). The watched pages written are this interval's
+      // result; what the walk saw armed tells set_sampled() which ranges of the next plan need
+      // arming at all. Re-arming this plan instead would make the target fault on pages the
+      // next plan does not read, and interrupt its CPUs with a TLB flush per range.
+      // Sampled mode walks only what it watched (bridged across short gaps): a page outside
+      // was not armed when the interval began, so its state says nothing new. Full mode walks
+      // every tracked page (one call per region): all of it was armed.
+      walked_ = sampled_ ? subtract_ranges(intersect_ranges(bridge_gaps(read, kWalkBridge), registered_), excluded())
+                         : subtract_ranges(registered_, excluded());
       unarmed_.clear();
-      for (const PageRange& r : subtract_ranges(registered_, excluded())) {
+      for (const PageRange& r : walked_) {
         pages = scanner_.read_written(r.start, r.end, unarmed_, true);
         if (!pages) break;
       }
       if (pages) {
+        result.walked_pages = total_pages(walked_);
         normalize_ranges(unarmed_);
         result.written = intersect_ranges(unarmed_, read);
         if (sampled_) result.watched = std::move(read);
@@ -230,6 +254,7 @@ Result<ScanResult> Tracker::scan(bool rearm) {
         if (!pages) break;
       }
       if (pages) {
+        result.walked_pages = total_pages(read);
         rearmed_ = std::move(read);
         break;
       }
@@ -289,12 +314,12 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // What the last scan read was re-armed by it, when this interval began: only the rest of the
   // plan needs arming.
   std::vector<PageRange> to_arm = subtract_ranges(subtract_ranges(next, rearmed_), excluded());
-  // After a sampled scan, the pages that were not armed then are known: a range of the plan
-  // without any is armed already (a write since the scan is this interval's, and caught), so
-  // it needs no call. Each range that has some is re-protected whole, in one call.
+  // After a reading scan, the pages it saw armed are known: a range of the plan within them is
+  // armed already (a write since the scan is this interval's, and caught), so it needs no call.
+  // Each other range is re-protected whole, in one call.
   last_arming_ = {next.size(), to_arm.size(), unarmed_known_};
-  if (unarmed_known_) {
-    to_arm = ranges_touching(to_arm, unarmed_);
+  if (auto armed = known_armed(); armed) {
+    to_arm = ranges_touching(to_arm, subtract_ranges(registered_, *armed));
     last_arming_.rearmed = to_arm.size();
   }
   if (auto armed = rearm(to_arm); !armed) return armed;
@@ -314,7 +339,7 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
 
 std::optional<std::vector<PageRange>> Tracker::known_armed() const {
   if (!unarmed_known_) return std::nullopt;
-  return subtract_ranges(subtract_ranges(registered_, unarmed_), excluded());
+  return subtract_ranges(subtract_ranges(intersect_ranges(walked_, registered_), unarmed_), excluded());
 }
 
 Result<void> Tracker::set_full() {

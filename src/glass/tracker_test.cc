@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <numeric>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -23,11 +24,11 @@ std::vector<PageRange> pages_to_ranges(const UffdChild& child, std::vector<std::
   return out;
 }
 
-TrackerOptions only_child_region(const UffdChild& child) {
+TrackerOptions only_child_region(const UffdChild& child, std::size_t pages = kPages) {
   TrackerOptions options;
   // Overlap, not containment: unmapping or carving a page splits the child's mapping.
   VirtAddr base = child.base();
-  VirtAddr end = child.page(kPages);
+  VirtAddr end = child.page(pages);
   options.filter = [base, end](const MemoryRegion& r) { return r.start < end && base < r.end; };
   return options;
 }
@@ -90,22 +91,32 @@ TEST(Tracker, SampledModeReportsOnlyArmedPagesAndFullModeRestores) {
   ASSERT_TRUE(child.start(kPages));
   auto tracker = track(child);
   ASSERT_TRUE(tracker) << tracker.error().message();
-  ASSERT_TRUE(tracker->set_sampled({{child.page(10), child.page(20)}, {child.page(400), child.page(401)}}));
-  ASSERT_TRUE(child.write_pages({5, 10, 15, 19, 20, 399, 400, 450}));
+  // Interval 0: the start armed every page, so all are watched; each is written, so from now
+  // on only what a plan re-arms is armed.
+  ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(1)}}));
+  std::vector<std::uint64_t> every(kPages);
+  std::iota(every.begin(), every.end(), 0);
+  ASSERT_TRUE(child.write_pages(every));
   auto scan = tracker->scan();
   ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->written_pages, kPages);
+
+  ASSERT_TRUE(tracker->set_sampled({{child.page(10), child.page(20)}, {child.page(400), child.page(401)}}));
+  ASSERT_TRUE(child.write_pages({5, 10, 15, 19, 20, 399, 400, 450}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
   EXPECT_TRUE(scan->sampled);
   EXPECT_EQ(scan->armed_pages, 11u);
   EXPECT_EQ(scan->written, pages_to_ranges(child, {10, 15, 19, 400}));
 
-  // Move the sample. Watched now: the plan and every page the scan saw still armed (8, armed
-  // since the tracker started); not the pages it saw written (15), which stay unarmed.
+  // Move the sample. Watched now: the plan and every page the scan saw still armed (12, armed
+  // by the previous plan); not the pages it saw written (15), which stay unarmed.
   ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(8)}}));
-  ASSERT_TRUE(child.write_pages({1, 7, 8, 15}));
+  ASSERT_TRUE(child.write_pages({1, 7, 8, 12, 15}));
   scan = tracker->scan();
   ASSERT_TRUE(scan);
-  EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 7, 8}));
-  EXPECT_EQ(scan->armed_pages, kPages - 7) << "all but the 7 pages written before the move outside [0, 8)";
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {1, 7, 12}));
+  EXPECT_EQ(scan->armed_pages, 8u + 7u) << "the plan and the 7 pages of the previous one not written";
 
   ASSERT_TRUE(tracker->set_full());
   ASSERT_TRUE(child.write_pages({1, 15, 450}));
@@ -128,11 +139,11 @@ TEST(Tracker, SampledScansOnlyReadAndArmingFollowsWhatTheyRead) {
   ASSERT_TRUE(child.write_pages({101, 300}));
   auto scan = tracker->scan();
   ASSERT_TRUE(scan) << scan.error().message();
-  EXPECT_EQ(scan->written, pages_to_ranges(child, {101}));
-  // Not re-armed by the scan: a second read without arming sees page 101 again.
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {101, 300})) << "300 was armed at the start: watched too";
+  // Not re-armed by the scan: a second read without arming sees both again.
   scan = tracker->scan();
   ASSERT_TRUE(scan);
-  EXPECT_EQ(scan->written, pages_to_ranges(child, {101}));
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {101, 300}));
 
   ASSERT_TRUE(child.write_pages({105}));  // after the scan, before the next plan is armed
   // [100, 103) holds the unarmed 101: armed again. [105, 110) was all armed at the scan: left
@@ -160,12 +171,12 @@ TEST(Tracker, SampledModeWatchesEveryPageStillArmed) {
   auto tracker = track(child);
   ASSERT_TRUE(tracker) << tracker.error().message();
   ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(10)}}));
-  // Interval 1 (after the start only the plan is known to be armed): 50 is written, unseen.
+  // Interval 1: the start armed every page, so all are watched: 50 is seen as well as 5.
   ASSERT_TRUE(child.write_pages({5, 50}));
   auto scan = tracker->scan();
   ASSERT_TRUE(scan) << scan.error().message();
-  EXPECT_EQ(scan->written, pages_to_ranges(child, {5}));
-  EXPECT_EQ(scan->watched, pages_to_ranges(child, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {5, 50}));
+  EXPECT_EQ(scan->watched, std::vector<PageRange>({{child.page(0), child.page(kPages)}}));
   // Interval 2: the plan moves to [20, 30); the scan saw 5 and 50 not armed, everything else
   // armed. 60 (armed since the start) and 25 are seen, 50 (unarmed) and 5 are not.
   ASSERT_TRUE(tracker->set_sampled({{child.page(20), child.page(30)}}));
@@ -180,6 +191,57 @@ TEST(Tracker, SampledModeWatchesEveryPageStillArmed) {
   scan = tracker->scan();
   ASSERT_TRUE(scan);
   EXPECT_EQ(scan->written, pages_to_ranges(child, {50, 61}));
+}
+
+// A sampled scan reads the entries of what it watched, joined across gaps of up to one
+// page-table page (512 pages), not of every tracked page: pages seen written are left out
+// until a plan re-arms them, so the walk shrinks to the plan and what is still armed. A plan
+// range outside what the scan read is re-protected (its state is not known).
+TEST(Tracker, SampledScansWalkOnlyWhatTheyWatch) {
+  constexpr std::size_t kBig = 4096;
+  UffdChild child;
+  ASSERT_TRUE(child.start(kBig));
+  auto tracker = track(child, {}, only_child_region(child, kBig));
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  // Interval 1: everything was armed at the start, so everything is watched and read.
+  ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(16)}}));
+  std::vector<std::uint64_t> sweep;
+  for (std::uint64_t p = 1000; p < 3000; ++p) sweep.push_back(p);  // a gap wider than 512 pages
+  for (std::uint64_t p = 3100; p < 3200; ++p) sweep.push_back(p);  // a narrower one
+  ASSERT_TRUE(child.write_pages(sweep));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->written_pages, 2100U);
+  EXPECT_EQ(scan->walked_pages, kBig);
+
+  // Interval 2: watched are the pages not seen written. The wide gap is not read; the narrow
+  // one is (one call instead of two), but its pages are not watched: 3150 is not reported.
+  ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(16)}}));
+  ASSERT_TRUE(child.write_pages({5, 2000, 3150, 4000}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {5, 4000}));
+  EXPECT_EQ(scan->watched, std::vector<PageRange>({{child.page(0), child.page(1000)},
+                                                   {child.page(3000), child.page(3100)},
+                                                   {child.page(3200), child.page(kBig)}}));
+  EXPECT_EQ(scan->walked_pages, kBig - 2000);
+  auto armed = tracker->known_armed();
+  ASSERT_TRUE(armed);
+  EXPECT_EQ(*armed, std::vector<PageRange>({{child.page(0), child.page(5)},
+                                            {child.page(6), child.page(1000)},
+                                            {child.page(3000), child.page(3100)},
+                                            {child.page(3200), child.page(4000)},
+                                            {child.page(4001), child.page(kBig)}}));
+
+  // Interval 3: a plan range in the unread gap is re-protected; one within what was seen
+  // armed is not.
+  ASSERT_TRUE(tracker->set_sampled({{child.page(1990), child.page(2010)}, {child.page(500), child.page(510)}}));
+  EXPECT_EQ(tracker->last_arming().ranges, 2U);
+  EXPECT_EQ(tracker->last_arming().rearmed, 1U);
+  ASSERT_TRUE(child.write_pages({2000, 505}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {505, 2000}));
 }
 
 // scan(rearm = false) in full mode (a calibration interval closing before a sampled one) reads

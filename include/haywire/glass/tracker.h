@@ -6,7 +6,7 @@
 //
 // Full mode arms every tracked page. Sampled mode arms only a given set of ranges and reports
 // only those: arming is a PAGEMAP_SCAN re-protect per range, skipped for ranges the last scan
-// saw fully armed. Its scans only read (one page-table walk per region, no TLB flush). Pages
+// saw fully armed. Its scans only read what they watched (a page-table walk, no TLB flush). Pages
 // outside the set are not un-protected: an armed page costs nothing until its first write, which
 // disarms it, so each page faults at most once per time it is armed. Each range re-protected
 // while the target runs costs a TLB flush on the target's CPUs (~10 µs of its time here, in a
@@ -65,6 +65,9 @@ struct ScanResult {
   std::uint64_t written_pages = 0;
   std::uint64_t tracked_pages = 0;   // registered
   std::uint64_t armed_pages = 0;     // watched this interval (== tracked in full mode)
+  // Pages whose entries the scan read (cost telemetry): every tracked page in full mode; in
+  // sampled mode the watched ones and the short gaps between them.
+  std::uint64_t walked_pages = 0;
   // Sampled mode: the pages watched this interval (armed when it began), sorted, coalesced;
   // `written` lies within them. Empty in full mode (every tracked page was watched).
   std::vector<PageRange> watched;
@@ -106,8 +109,9 @@ class Tracker {
   Result<void> set_full();
   [[nodiscard]] bool sampled() const { return sampled_; }
   // After a scan that read (sampled, or full with rearm = false) and before the next
-  // set_sampled / set_full: the tracked pages that were armed at that scan (normalized,
-  // carved pages left out). nullopt when not known.
+  // set_sampled / set_full: the tracked pages that scan saw armed (normalized, carved pages
+  // left out). A full scan looks at every tracked page; a sampled one only at what it watched
+  // and short gaps between, so pages armed elsewhere are not among them. nullopt when not known.
   [[nodiscard]] std::optional<std::vector<PageRange>> known_armed() const;
   // What the last set_sampled did: the plan's ranges, how many it re-protected, and whether
   // that choice came from a scan's reading (else every range was re-protected blindly).
@@ -178,9 +182,11 @@ class Tracker {
   // Sampled mode: what is known to be armed at the interval's start (the plan, and pages no
   // scan has seen written since they were armed), minus carved pages.
   std::vector<PageRange> watched_;
-  std::vector<PageRange> rearmed_;          // re-armed by the last scan (the interval's start)
-  // Sampled mode: the tracked pages that were not armed (written since last armed, or never
-  // armed) at the last scan; valid until the next set_sampled / set_full or layout event.
+  std::vector<PageRange> rearmed_;          // armed by the last scan (or create): the interval's start
+  // What the last reading scan walked (sampled: the watched ranges bridged across short gaps;
+  // full: every tracked page), and which of those pages were not armed then (written since
+  // last armed, or never armed); valid until the next set_sampled / set_full or layout event.
+  std::vector<PageRange> walked_;
   std::vector<PageRange> unarmed_;
   bool unarmed_known_ = false;
   Arming last_arming_;
