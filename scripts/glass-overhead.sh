@@ -11,6 +11,8 @@
 #
 # Usage: scripts/glass-overhead.sh [BUILD_DIR] (default build/release)
 #   RUNS=N (5)  SIZE=64M WRITES=10000000 (slowdown workload)  CPU_SIZE=1G  CPU_WINDOW=10 CPU_WARMUP=3
+#   CPU_WORKLOAD="sweep" (or "random", "hotset-move --hot 5000", ...: any glass-workload mode
+#   that takes --size --rate --duration-ms)
 #   SKIP_SLOWDOWN=1 runs section 2 only
 set -euo pipefail
 
@@ -56,7 +58,8 @@ else
 fi
 
 echo
-echo "== 2. monitor CPU at 10 Hz, steady state, tracking glass-workload sweep --size $cpu_size"
+cpu_workload=${CPU_WORKLOAD:-sweep}
+echo "== 2. monitor CPU at 10 Hz, steady state, tracking glass-workload $cpu_workload --size $cpu_size --rate 50000"
 # The monitor's user+sys time (utime+stime of /proc/PID/stat, all its threads) over a window
 # of CPU_WINDOW seconds that starts CPU_WARMUP seconds after the attach: attaching
 # (registering every region) and detaching (unregistering) are one-off costs, left out.
@@ -70,7 +73,8 @@ cpu_run() {  # $1: extra glass options
   pages=$(numfmt --from=iec "$cpu_size")
   pages=$((pages / 4096))
   touch=$((pages / 50000 + 2))  # seconds for the sweep to write the whole region once
-  "$workload" sweep --size "$cpu_size" --rate 50000 --duration-ms $(((touch + warmup + window + 10) * 1000)) >"$ready" &
+  # shellcheck disable=SC2086 # CPU_WORKLOAD is a mode and its options
+  "$workload" $cpu_workload --size "$cpu_size" --rate 50000 --duration-ms $(((touch + warmup + window + 10) * 1000)) >"$ready" &
   wpid=$!
   read -r _ <"$ready"
   rm -f "$ready"

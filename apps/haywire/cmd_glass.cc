@@ -35,6 +35,7 @@ struct GlassOptions {
   bool threads_view = false;
   bool follow_forks = false;
   bool no_thread_sampling = false;
+  bool always_sample = false;
   std::uint64_t calibrate_every = 10;
   bool calibrate_fixed = false;  // --calibrate-every given: no back-off
   std::uint64_t intervals = 0;  // 0: until the target exits or Ctrl-C
@@ -52,6 +53,7 @@ nlohmann::json interval_json(const GlassOptions& o, const glass::Monitor& monito
           {"interval_ms", o.interval_ms},
           {"mode", o.full ? "full" : "sampled"},
           {"calibration", r.calibration},
+          {"sampling_paused", r.sampling_paused},
           {"written_pages", r.written_pages},
           {"armed_pages", r.armed_pages},
           {"tracked_pages", r.tracked_pages},
@@ -100,6 +102,7 @@ int run_glass(const GlassOptions& o) {
   if (o.calibrate_fixed) options.calibrate_max_every = o.calibrate_every;
   options.thread_sampling = !o.no_thread_sampling;
   options.follow_forks = o.follow_forks;
+  options.pause_sampling = !o.always_sample;
 
   // Each interval builds the same few hundred KiB of maps, masks and counts. By default glibc
   // serves those from fresh mmaps or trims them off the heap between intervals, so every
@@ -186,7 +189,9 @@ void register_glass_command(CLI::App& app) {
       "  haywire glass --pid 1234 --once --full --json\n"
       "Sampled mode (default) arms a fraction of the pages each interval and reconstructs the map;\n"
       "a full interval measures the accuracy and adapts the rate: by default the 10th, then twice as\n"
-      "far apart (up to every 40th) while accuracy stays comfortable; --calibrate-every N fixes it.");
+      "far apart (up to every 40th) while accuracy stays comfortable; --calibrate-every N fixes it.\n"
+      "Sampling pauses (full tracking) while the target seldom writes a page twice in a row: it would\n"
+      "fault on nearly every write anyway; --always-sample keeps it on.");
   auto o = std::make_shared<GlassOptions>();
   cmd->add_option("--pid", o->pid, "attach to this running process (ptrace injection, no cooperation)");
   cmd->add_option("command", o->command, "program and arguments to start and watch (after --)");
@@ -200,6 +205,9 @@ void register_glass_command(CLI::App& app) {
   auto* every = cmd->add_option("--calibrate-every", o->calibrate_every,
                                 "every Nth interval is full, to measure accuracy, at a fixed pace (0: never; default "
                                 "10, backing off to 40 while accurate)");
+  cmd->add_flag("--always-sample", o->always_sample,
+                "keep sampling when it saves the target nothing (default: track in full while the target "
+                "seldom writes a page twice in a row, until it does)");
   cmd->add_option("--order", o->order, "Hilbert order of the picture, 1..12 (default: from the tracked size)");
   cmd->add_flag("--once", o->once, "one interval, print it (with --json) and detach (needs --pid)");
   cmd->add_flag("--json", o->json, "JSON: one object per interval on stdout");

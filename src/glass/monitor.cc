@@ -92,6 +92,13 @@ struct Monitor::State {
   // (armed before the calibration armed everything), for the calibration's replay.
   std::vector<PageIndexRange> still_armed;
   bool armed_full = true;
+  // Sampled mode: whether sampling pays (SamplingPause), fed from consecutive intervals of the
+  // same kind; what the last interval wrote (slots) and whether it was full.
+  SamplingPause pause;
+  bool paused = false;  // this interval is full because sampling is paused
+  enum class Kind { kNone, kFull, kSampled };
+  Kind last_kind = Kind::kFull;  // the start armed every page, like a full interval
+  std::vector<PageIndexRange> last_written;
   bool relaid_out = false;  // the last refresh replaced the layout (armed slots are stale)
   bool thread_sampling = false;
   bool exited = false;
@@ -129,7 +136,10 @@ struct Monitor::State {
   Result<void> arm(std::uint64_t for_interval) {
     if (options.full || !controller) return {};
     SamplePlan plan = controller->plan(for_interval);
-    if (plan.full(controller->grid().page_count)) {
+    // While paused every interval is exact: calibrations wait (one that falls due meanwhile
+    // runs when sampling resumes).
+    paused = pause.paused();
+    if (paused || plan.full(controller->grid().page_count)) {
       armed.clear();
       still_armed.clear();
       if (tracker->sampled() && !relaid_out) {
@@ -183,6 +193,9 @@ struct Monitor::State {
       config.rate.adaptive = options.adaptive;
       config.ranges.adaptive = options.adaptive_ranges;
       controller.emplace(grid, config);
+      SamplingPauseConfig pausing;
+      pausing.enabled = options.pause_sampling;
+      pause = SamplingPause(pausing);
     } else if (grid.order != controller->grid().order || grid.page_count != controller->grid().page_count ||
                grid.pages_per_cell != controller->grid().pages_per_cell) {
       controller->set_grid(grid);
@@ -425,7 +438,8 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
   // Full intervals re-arm everything they read, unless a sampled one follows (after a
   // calibration): then the scan only reads and the plan is armed from what it saw, so the
   // target does not fault on pages the plan does not read.
-  const bool next_full = s.options.full || !s.controller || s.controller->full_follows(s.interval);
+  const bool next_full =
+      s.options.full || !s.controller || s.pause.paused() || s.controller->full_follows(s.interval);
   auto scan = s.tracker->scan(next_full);
   if (!scan) {
     // A target that exited mid-scan has no maps or pagemap left: report the interval as empty.
@@ -461,15 +475,17 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
     t.sampling_rate = 1.0;
   } else {
     auto slots = to_slots(s.layout, scan->written);
-    if (s.armed_full && s.controller->is_calibration(s.interval)) {
+    if (s.armed_full && !s.paused && s.controller->is_calibration(s.interval)) {
       report.calibration = true;
       auto calibration = s.controller->calibrate(s.interval, slots, s.still_armed);
       if (!calibration) return std::unexpected(calibration.error());
       report.density = std::move(calibration->full);
       t.pages_written_per_s = t.fault_rate;
       t.working_set_pages = scan->written_pages;
-    } else if (s.relaid_out) {
-      // The plan this interval armed was made on the previous layout: draw what was seen.
+    } else if (s.relaid_out || s.paused) {
+      // The plan this interval armed was made on the previous layout: draw what was seen. Or
+      // sampling is paused: everything was armed, so what was seen is exact (drawn as --full
+      // draws it).
       CellCounts counts;
       s.layout.count_ranges(report.written, counts);
       report.density = s.layout.density(counts);
@@ -490,8 +506,23 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
       if (!stats) return std::unexpected(stats.error());
       t.pages_written_per_s = stats->estimated_written_pages / seconds;
       t.working_set_pages = static_cast<std::uint64_t>(stats->estimated_written_pages + 0.5);
+      if (s.last_kind == State::Kind::kSampled)
+        s.pause.note_sampled(static_cast<double>(scan->written_pages), stats->estimated_written_pages);
     }
-    t.sampling_rate = s.controller->rate();
+    if (s.armed_full && s.last_kind == State::Kind::kFull) {
+      std::uint64_t rewritten = 0;
+      for (const PageIndexRange& r : intersect(slots, s.last_written)) rewritten += r.count;
+      s.pause.note_full(scan->written_pages, rewritten, s.controller->rate());
+    }
+    // An interval after the layout was replaced compares with nothing (its slots moved).
+    if (s.relaid_out) {
+      s.last_kind = State::Kind::kNone;
+    } else {
+      s.last_kind = s.armed_full ? State::Kind::kFull : State::Kind::kSampled;
+    }
+    s.last_written = s.armed_full ? std::move(slots) : std::vector<PageIndexRange>{};
+    report.sampling_paused = s.paused;
+    t.sampling_rate = s.paused ? 1.0 : s.controller->rate();
     if (const auto& last = s.controller->last(); last) {
       t.reconstruction_f1 = last->f1;
       t.reconstruction_error = last->normalized_error;

@@ -45,6 +45,28 @@ std::uint32_t PageGrid::pages_in(std::uint64_t d) const {
   return static_cast<std::uint32_t>(std::min(pages_per_cell, page_count - first));
 }
 
+void SamplingPause::note_sampled(double seen, double estimated) {
+  if (!config_.enabled || paused_) return;
+  const double written = std::max(estimated, seen);
+  const double saved = written - seen;
+  // Nothing written saves nothing: an idle process is tracked in full as cheaply as anything.
+  streak_ = saved <= config_.pause_below * written ? streak_ + 1 : 0;
+  if (streak_ >= config_.pause_after) {
+    paused_ = true;
+    streak_ = 0;
+  }
+}
+
+void SamplingPause::note_full(std::uint64_t written, std::uint64_t rewritten, double rate) {
+  if (!config_.enabled || !paused_) return;
+  const double saved = (1.0 - std::clamp(rate, 0.0, 1.0)) * static_cast<double>(std::min(rewritten, written));
+  streak_ = written > 0 && saved > config_.resume_above * static_cast<double>(written) ? streak_ + 1 : 0;
+  if (streak_ >= config_.resume_after) {
+    paused_ = false;
+    streak_ = 0;
+  }
+}
+
 SamplePlan full_plan(const PageGrid& grid) {
   SamplePlan plan;
   plan.requested_rate = 1.0;

@@ -156,5 +156,60 @@ TEST(PageIndexRanges, UnionMergesOverlapsAndNeighbours) {
   EXPECT_EQ(pages(union_of(a, b)), pages(a) + pages(b) - pages(intersect(a, b)));
 }
 
+// Sampling pauses while it saves the target few faults, and resumes once the target writes
+// pages again soon; a single interval either way does not switch.
+TEST(SamplingPause, PausesWhileSamplingSavesLittleAndResumesOnRewrites) {
+  SamplingPause pause;
+  // A hot set: most of what is written was not armed (seen 100 of ~1000): sampling saves.
+  for (int i = 0; i < 20; ++i) pause.note_sampled(100, 1000);
+  EXPECT_FALSE(pause.paused());
+  // A sweep: nearly every write is seen (it faulted anyway). Four in a row are not enough,
+  // and a saving interval starts the count again.
+  for (int i = 0; i < 4; ++i) pause.note_sampled(980, 1000);
+  pause.note_sampled(500, 1000);
+  for (int i = 0; i < 4; ++i) pause.note_sampled(980, 1000);
+  EXPECT_FALSE(pause.paused());
+  pause.note_sampled(1000, 1000);
+  EXPECT_TRUE(pause.paused());
+  // Sampled intervals while paused change nothing.
+  pause.note_sampled(0, 1000);
+  EXPECT_TRUE(pause.paused());
+
+  // Full intervals: little rewritten (a sweep moves on) keeps the pause.
+  for (int i = 0; i < 10; ++i) pause.note_full(1000, 50, 0.1);
+  EXPECT_TRUE(pause.paused());
+  // Half of it written again each interval: sampling at 10 % would save 45 % of the faults.
+  pause.note_full(1000, 500, 0.1);
+  pause.note_full(1000, 500, 0.1);
+  pause.note_full(1000, 0, 0.1);
+  pause.note_full(1000, 500, 0.1);
+  pause.note_full(1000, 500, 0.1);
+  EXPECT_TRUE(pause.paused());
+  pause.note_full(1000, 500, 0.1);
+  EXPECT_FALSE(pause.paused());
+  // At a rate of 0.9 the same rewrites would save only 5 %: no reason to leave full tracking.
+  SamplingPause busy;
+  for (int i = 0; i < 5; ++i) busy.note_sampled(1000, 1000);
+  ASSERT_TRUE(busy.paused());
+  for (int i = 0; i < 10; ++i) busy.note_full(1000, 500, 0.9);
+  EXPECT_TRUE(busy.paused());
+}
+
+// An idle target saves nothing by sampling: paused. Disabled, nothing pauses.
+TEST(SamplingPause, IdleTargetsPauseAndDisabledNeverDoes) {
+  SamplingPause idle;
+  for (int i = 0; i < 5; ++i) idle.note_sampled(0, 0);
+  EXPECT_TRUE(idle.paused());
+  // A full interval with nothing written does not resume either.
+  for (int i = 0; i < 5; ++i) idle.note_full(0, 0, 0.1);
+  EXPECT_TRUE(idle.paused());
+
+  SamplingPauseConfig off;
+  off.enabled = false;
+  SamplingPause never(off);
+  for (int i = 0; i < 50; ++i) never.note_sampled(1000, 1000);
+  EXPECT_FALSE(never.paused());
+}
+
 }  // namespace
 }  // namespace haywire::glass

@@ -31,6 +31,8 @@ struct MonitorOptions {
   // While calibrations stay comfortable the gap doubles up to this (CalibrationConfig::
   // max_every); <= calibrate_every keeps the schedule fixed.
   std::uint64_t calibrate_max_every = 40;
+  // Track in full while sampling saves the target few faults (SamplingPause, sampling.h).
+  bool pause_sampling = true;
   unsigned order = 0;             // Hilbert order of the grid; 0 chooses from the tracked size
   bool thread_sampling = true;    // per-thread attribution (needs full userfaultfds)
   bool follow_forks = false;
@@ -41,6 +43,7 @@ struct IntervalReport {
   std::uint64_t index = 0;
   std::chrono::nanoseconds length{0};
   bool calibration = false;              // a full interval of sampled mode
+  bool sampling_paused = false;          // sampled mode tracked in full: sampling saved little
   std::vector<VirtRange> written;        // pages written among the armed ones (coalesced)
   std::uint64_t written_pages = 0;
   std::uint64_t armed_pages = 0;

@@ -85,6 +85,49 @@ class Sampler {
   SamplerConfig config_;
 };
 
+// Whether sampling pays for itself on the target as it runs now (docs/glass.md "Sampling
+// pauses"). Sampling saves the target the faults of pages it writes again soon: outside the
+// plan they stay unarmed after their first write. A process that seldom writes a page twice
+// in a row (a sweep, scattered writes over a large region, an idle one) faults on nearly every
+// write in sampled mode too (what it writes was armed by a full interval or an earlier plan),
+// while the monitor pays for plans and reconstruction on top of full tracking's walk. So
+// sampled mode pauses (tracks in full) while sampling saves little, and resumes when the
+// target starts writing pages again soon:
+//  - sampled intervals: saved = estimated written pages - written pages seen (each seen one
+//    was armed, so faulted); pause after `pause_after` of them in a row whose saved pages are
+//    below `pause_below` of the estimate;
+//  - full intervals: sampling would save (1 - rate) x the pages written in both this interval
+//    and the one before; resume after `resume_after` in a row above `resume_above`.
+// Only intervals that follow one of the same kind are fed (the first sampled interval after a
+// full one sees everything armed; the first full one after a sampled one has no full
+// predecessor to compare with).
+struct SamplingPauseConfig {
+  bool enabled = true;
+  unsigned pause_after = 5;
+  double pause_below = 0.10;
+  unsigned resume_after = 3;
+  double resume_above = 0.20;
+};
+
+class SamplingPause {
+ public:
+  explicit SamplingPause(SamplingPauseConfig config = {}) : config_(config) {}
+
+  // A sampled interval after a sampled one: `seen` written pages among the watched ones,
+  // `estimated` written pages in all (the reconstruction's estimate).
+  void note_sampled(double seen, double estimated);
+  // A full interval after a full one: `written` pages, `rewritten` of them written in the
+  // previous interval too; `rate` is the sampling rate a plan would use.
+  void note_full(std::uint64_t written, std::uint64_t rewritten, double rate);
+  [[nodiscard]] bool paused() const { return paused_; }
+  [[nodiscard]] const SamplingPauseConfig& config() const { return config_; }
+
+ private:
+  SamplingPauseConfig config_;
+  bool paused_ = false;
+  unsigned streak_ = 0;  // intervals in a row that argue for switching
+};
+
 // Every page armed: the plan of a full (or calibration) interval.
 SamplePlan full_plan(const PageGrid& grid);
 
