@@ -12,7 +12,7 @@
 # Usage: scripts/glass-overhead.sh [BUILD_DIR] (default build/release)
 #   RUNS=N (5)  SIZE=64M WRITES=10000000 (slowdown workload)  CPU_SIZE=1G  CPU_WINDOW=10 CPU_WARMUP=3
 #   CPU_WORKLOAD="sweep" (or "random", "hotset-move --hot 5000", ...: any glass-workload mode
-#   that takes --size --rate --duration-ms)
+#   that takes --size --rate --duration-ms)  CPU_JSON=0: the monitor's default output, not --json
 #   SKIP_SLOWDOWN=1 runs section 2 only
 set -euo pipefail
 
@@ -79,7 +79,9 @@ cpu_run() {  # $1: extra glass options
   read -r _ <"$ready"
   rm -f "$ready"
   sleep "$touch"
-  "$haywire" glass --pid "$wpid" --json --interval-ms 100 $1 >/dev/null 2>&1 &
+  local json=--json
+  [ "${CPU_JSON:-1}" = 0 ] && json=
+  "$haywire" glass --pid "$wpid" $json --interval-ms 100 $1 >/dev/null 2>&1 &
   gpid=$!
   sleep "$warmup"
   a=$(awk '{print $14 + $15}' "/proc/$gpid/stat")
