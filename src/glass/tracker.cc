@@ -318,16 +318,17 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // armed already (a write since the scan is this interval's, and caught), so it needs no call.
   // Each other range is re-protected whole, in one call.
   last_arming_ = {next.size(), to_arm.size(), unarmed_known_};
-  if (auto armed = known_armed(); armed) {
-    to_arm = ranges_touching(to_arm, subtract_ranges(registered_, *armed));
+  std::optional<std::vector<PageRange>> known = known_armed();
+  if (known) {
+    to_arm = ranges_touching(to_arm, subtract_ranges(registered_, *known));
     last_arming_.rearmed = to_arm.size();
   }
   if (auto armed = rearm(to_arm); !armed) return armed;
-  // Watched from now on: every page known to be armed. After a reading scan, all but what it
-  // saw not armed, plus the ranges just re-protected; after a re-arming full scan, what it
-  // re-armed; else (after create, or layout events) only what was armed here.
-  if (auto armed = known_armed(); armed) {
-    watched_ = union_ranges(std::move(*armed), to_arm);
+  // Watched from now on: every page known to be armed. After a reading scan, what it saw
+  // armed, plus the ranges just re-protected; after a re-arming full scan, what it re-armed;
+  // else (after create, or layout events) only what was armed here.
+  if (known) {
+    watched_ = union_ranges(std::move(*known), to_arm);
   } else {
     watched_ = subtract_ranges(intersect_ranges(union_ranges(rearmed_, to_arm), registered_), excluded());
   }
