@@ -37,6 +37,7 @@ struct TargetOptions {
 };
 
 void print_json(const nlohmann::json& j);
+void print_line(std::string line);  // one write(2), newline added (see print_json)
 std::string hex(std::uint64_t value);
 std::string human_bytes(std::uint64_t bytes);
 

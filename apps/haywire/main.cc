@@ -27,8 +27,9 @@ void TargetOptions::add_to(CLI::App& app) {
 // One write(2) per object: stdio would flush a long line to a pipe in 4 KiB pieces, and a
 // program launched by `haywire glass -- CMD` shares our stdout, so its output could land inside
 // a JSON line. A single write is not split by other writers unless the pipe is full (64 KiB).
-void print_json(const nlohmann::json& j) {
-  std::string line = j.dump();
+void print_json(const nlohmann::json& j) { print_line(j.dump()); }
+
+void print_line(std::string line) {
   line += '\n';
   std::fflush(stdout);
   const char* p = line.data();
