@@ -185,12 +185,16 @@ Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
     armed_ = intersect_ranges(armed_, registered_);
     watched_ = intersect_ranges(watched_, registered_);
   }
-  // Full mode watches new memory from now on; sampled mode leaves it unarmed (not in the sample).
-  // A forced pass re-arms everything it registered: it runs after the kernel said a range was
-  // not (or no longer) registered, so the previous arming is gone anyway.
-  if (!sampled_ && !added.empty()) {
+  // New memory is armed when it appears, in both modes. Full mode watches it from now on;
+  // sampled mode watches it like every other page still armed (the start armed everything
+  // too), so a program's new memory is seen from the next interval on, not from whenever a
+  // plan reaches it. A forced pass (full mode) re-arms everything it registered: it runs after
+  // the kernel said a range was not (or no longer) registered, so the previous arming is gone
+  // anyway; in sampled mode the plans re-arm what they need.
+  const bool arm_fresh = created_ && !force_register;
+  if (!added.empty() && (!sampled_ || arm_fresh)) {
     std::vector<PageRange> to_arm = force_register ? added : fresh;
-    if (created_ && !force_register) {
+    if (arm_fresh) {
       // Memory that appeared since the last scan: report what was written there before, and arm
       // it, in one pass (arming after collecting would lose a write landing in between).
       std::vector<PageRange> failed;
@@ -201,6 +205,7 @@ Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
       to_arm = std::move(failed);
     }
     if (auto armed = protect(to_arm, true); !armed) return std::unexpected(std::move(armed.error()));
+    if (arm_fresh) rearmed_ = union_ranges(rearmed_, subtract_ranges(fresh, excluded()));
   }
   return result;
 }
@@ -212,11 +217,11 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   // The carved pages' writes of the interval (they stay carved: excluded from the reads below).
   ThreadWrites thread_writes;
   if (sampler_) thread_writes = sampler_->end_interval();
+  rearmed_.clear();  // from here: what this scan arms (new memory in the layout read, and below)
   auto refreshed = refresh_layout_if_changed(result.maps_read);
   if (!refreshed) return std::unexpected(std::move(refreshed.error()));
   result.regions_added = refreshed->added;
   result.regions_removed = refreshed->removed;
-  rearmed_.clear();
   unarmed_known_ = false;
   for (int attempt = 0;; ++attempt) {
     result.written.clear();
@@ -340,7 +345,10 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
 
 std::optional<std::vector<PageRange>> Tracker::known_armed() const {
   if (!unarmed_known_) return std::nullopt;
-  return subtract_ranges(subtract_ranges(intersect_ranges(walked_, registered_), unarmed_), excluded());
+  // What the walk saw armed, and memory this scan armed as it appeared (less what the walk saw
+  // written there).
+  return subtract_ranges(subtract_ranges(intersect_ranges(union_ranges(walked_, rearmed_), registered_), unarmed_),
+                         excluded());
 }
 
 Result<void> Tracker::set_full() {

@@ -244,6 +244,39 @@ TEST(Tracker, SampledScansWalkOnlyWhatTheyWatch) {
   EXPECT_EQ(scan->written, pages_to_ranges(child, {505, 2000}));
 }
 
+// Memory that appears while sampling is armed as the scan finds it, as at the start: writes
+// to it before then are reported with that scan, and it is watched from the next interval on
+// (not only where a later plan happens to reach it).
+TEST(Tracker, SampledModeArmsNewMemoryWhenItAppears) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  TrackerOptions options = only_child_region(child);
+  options.maps_every = 1;  // an unmap and a remap of the same size leave statm's counters alone
+  auto tracker = track(child, {}, std::move(options));
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  const std::vector<PageRange> plan{{child.page(0), child.page(10)}};
+  std::vector<std::uint64_t> fresh;
+  for (std::uint64_t p = 300; p < 310; ++p) fresh.push_back(p);
+  ASSERT_TRUE(tracker->set_sampled(plan));
+  ASSERT_TRUE(child.send_command(UffdChild::kUnmap, fresh) && child.wait_ack());
+  ASSERT_TRUE(tracker->scan());
+  ASSERT_TRUE(tracker->set_sampled(plan));
+  ASSERT_TRUE(child.send_command(UffdChild::kRemap, fresh) && child.wait_ack());
+  ASSERT_TRUE(child.write_pages({301, 5}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->regions_added, 1U);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {5, 301}));
+  ASSERT_TRUE(tracker->set_sampled(plan));
+  ASSERT_TRUE(child.write_pages({301, 305, 6}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  // 301 was written before it was armed, so it is armed now and its rewrite is seen as well.
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {6, 301, 305}));
+  const auto watched_fresh = intersect_ranges(scan->watched, {{child.page(300), child.page(310)}});
+  EXPECT_EQ(watched_fresh, std::vector<PageRange>({{child.page(300), child.page(310)}}));
+}
+
 // scan(rearm = false) in full mode (a calibration interval closing before a sampled one) reads
 // without re-arming: the same pages read written again until a scan re-arms them.
 TEST(Tracker, FullScanWithoutRearmOnlyReads) {

@@ -1,7 +1,7 @@
 // Test fixture: a forked child that creates its own userfaultfd (the raw syscall, as the real
 // agent would inside a target) and passes it to the parent over a socketpair (SCM_RIGHTS). The
-// child then writes, unmaps or exits on command, acknowledging each, so tests know exactly which
-// pages were written. Not the product's agent; tests only.
+// child then writes, unmaps, remaps or exits on command, acknowledging each, so tests know
+// exactly which pages were written. Not the product's agent; tests only.
 #pragma once
 
 #include <fcntl.h>
@@ -25,7 +25,7 @@ namespace haywire::glass::testing {
 
 class UffdChild {
  public:
-  enum Op : std::uint64_t { kWrite = 1, kUnmap = 2, kExit = 3, kReadOnly = 4, kWritable = 5 };
+  enum Op : std::uint64_t { kWrite = 1, kUnmap = 2, kExit = 3, kReadOnly = 4, kWritable = 5, kRemap = 6 };
 
   // Forks; the child maps `pages` anonymous pages (never touched) and one userfaultfd per
   // `contexts`, starts `idle_threads` threads that only sleep (a tracker samples threads only
@@ -120,6 +120,9 @@ class UffdChild {
         if (head[0] == kUnmap) ::munmap(mem + p * kPageSize, kPageSize);
         if (head[0] == kReadOnly) ::mprotect(mem + p * kPageSize, kPageSize, PROT_READ);
         if (head[0] == kWritable) ::mprotect(mem + p * kPageSize, kPageSize, PROT_READ | PROT_WRITE);
+        if (head[0] == kRemap) {  // fresh memory in place of the page (not registered with anyone)
+          ::mmap(mem + p * kPageSize, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        }
       }
       char ack = 1;
       if (::send(sock, &ack, 1, MSG_NOSIGNAL) != 1) ::_exit(14);
