@@ -25,11 +25,29 @@ void append_coalesced(std::vector<PageRange>& out, PageRange range) {
 }
 
 void normalize_ranges(std::vector<PageRange>& ranges) {
-  std::sort(ranges.begin(), ranges.end(), [](const PageRange& a, const PageRange& b) { return a.start < b.start; });
-  std::vector<PageRange> merged;
-  merged.reserve(ranges.size());
-  for (const PageRange& r : ranges) append_coalesced(merged, r);
-  ranges = std::move(merged);
+  // Most callers pass ranges that are sorted already (scan output, set algebra results): the
+  // check is linear, the sort is not. Then coalesce in place.
+  auto by_start = [](const PageRange& a, const PageRange& b) { return a.start < b.start; };
+  if (!std::is_sorted(ranges.begin(), ranges.end(), by_start)) std::sort(ranges.begin(), ranges.end(), by_start);
+  std::size_t kept = 0;
+  for (const PageRange& r : ranges) {
+    if (r.start >= r.end) continue;
+    if (kept > 0 && ranges[kept - 1].end >= r.start) {
+      ranges[kept - 1].end = std::max(ranges[kept - 1].end, r.end);
+    } else {
+      ranges[kept++] = r;
+    }
+  }
+  ranges.resize(kept);
+}
+
+std::vector<PageRange> union_ranges(const std::vector<PageRange>& a, const std::vector<PageRange>& b) {
+  std::vector<PageRange> out;
+  out.reserve(a.size() + b.size());
+  std::merge(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out),
+             [](const PageRange& x, const PageRange& y) { return x.start < y.start; });
+  normalize_ranges(out);
+  return out;
 }
 
 std::vector<PageRange> subtract_ranges(const std::vector<PageRange>& from, const std::vector<PageRange>& remove) {

@@ -23,6 +23,29 @@ TEST(Ranges, SubtractIntersectNormalize) {
             (std::vector<PageRange>{R(0x0, 0x1000), R(0x2000, 0x3000), R(0x4000, 0x10000)}));
 }
 
+// normalize_ranges skips the sort for sorted input and coalesces in place; union_ranges merges
+// two sorted lists. Both must give the same answer for unsorted, nested and empty ranges.
+TEST(Ranges, NormalizeAndUnionSortedOrNot) {
+  std::vector<PageRange> sorted{R(0x1000, 0x2000), R(0x1000, 0x5000), R(0x2000, 0x3000), R(0x4000, 0x4000),
+                                R(0x5000, 0x6000), R(0x8000, 0x9000)};
+  normalize_ranges(sorted);
+  EXPECT_EQ(sorted, (std::vector<PageRange>{R(0x1000, 0x6000), R(0x8000, 0x9000)}));
+  std::vector<PageRange> unsorted{R(0x8000, 0x9000), R(0x3000, 0x3000), R(0x2000, 0x4000), R(0x1000, 0x2000)};
+  normalize_ranges(unsorted);
+  EXPECT_EQ(unsorted, (std::vector<PageRange>{R(0x1000, 0x4000), R(0x8000, 0x9000)}));
+  std::vector<PageRange> empty{R(0x3000, 0x3000)};
+  normalize_ranges(empty);
+  EXPECT_TRUE(empty.empty());
+
+  const std::vector<PageRange> a{R(0x1000, 0x3000), R(0x8000, 0x9000)};
+  const std::vector<PageRange> b{R(0x0, 0x1000), R(0x2000, 0x4000), R(0xa000, 0xb000)};
+  EXPECT_EQ(union_ranges(a, b), (std::vector<PageRange>{R(0x0, 0x4000), R(0x8000, 0x9000), R(0xa000, 0xb000)}));
+  EXPECT_EQ(union_ranges(a, {}), a);
+  EXPECT_EQ(union_ranges({}, b), b);
+  const std::vector<PageRange> b_unsorted{R(0xa000, 0xb000), R(0x2000, 0x4000), R(0x0, 0x1000)};
+  EXPECT_EQ(union_ranges(a, b_unsorted), union_ranges(a, b));
+}
+
 class OwnMemory : public ::testing::Test {
  protected:
   static constexpr std::size_t kPages = 256;

@@ -162,25 +162,32 @@ std::vector<PageIndexRange> intersect(std::span<const PageIndexRange> a, std::sp
   return out;
 }
 
+namespace {
+bool starts_before(const PageIndexRange& a, const PageIndexRange& b) { return a.first < b.first; }
+}  // namespace
+
 std::vector<PageIndexRange> normalized(std::vector<PageIndexRange> ranges) {
-  std::sort(ranges.begin(), ranges.end(),
-            [](const PageIndexRange& a, const PageIndexRange& b) { return a.first < b.first; });
-  std::vector<PageIndexRange> out;
-  out.reserve(ranges.size());
+  // Sorted input (the common case) skips the sort; then coalesce in place.
+  if (!std::is_sorted(ranges.begin(), ranges.end(), starts_before))
+    std::sort(ranges.begin(), ranges.end(), starts_before);
+  std::size_t kept = 0;
   for (const PageIndexRange& r : ranges) {
     if (r.count == 0) continue;
-    if (!out.empty() && out.back().end() >= r.first) {
-      out.back().count = std::max(out.back().end(), r.end()) - out.back().first;
+    if (kept > 0 && ranges[kept - 1].end() >= r.first) {
+      ranges[kept - 1].count = std::max(ranges[kept - 1].end(), r.end()) - ranges[kept - 1].first;
     } else {
-      out.push_back(r);
+      ranges[kept++] = r;
     }
   }
-  return out;
+  ranges.resize(kept);
+  return ranges;
 }
 
 std::vector<PageIndexRange> union_of(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b) {
-  std::vector<PageIndexRange> all(a.begin(), a.end());
-  all.insert(all.end(), b.begin(), b.end());
+  // A linear merge of sorted lists, not a sort of the concatenation (unsorted ones still work).
+  std::vector<PageIndexRange> all;
+  all.reserve(a.size() + b.size());
+  std::merge(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(all), starts_before);
   return normalized(std::move(all));
 }
 

@@ -154,6 +154,10 @@ TEST(PageIndexRanges, UnionMergesOverlapsAndNeighbours) {
     return n;
   };
   EXPECT_EQ(pages(union_of(a, b)), pages(a) + pages(b) - pages(intersect(a, b)));
+  // Unsorted lists and empty ranges still give the normalized union.
+  const std::vector<PageIndexRange> b_unsorted{{30, 1}, {7, 0}, {12, 3}, {2, 4}};
+  EXPECT_EQ(union_of(a, b_unsorted), union_of(a, b));
+  EXPECT_EQ(normalized({{5, 3}, {0, 2}, {2, 2}, {9, 0}, {4, 10}}), (std::vector<PageIndexRange>{{0, 14}}));
 }
 
 // Sampling pauses while it saves the target few faults, and resumes once the target writes

@@ -20,12 +20,6 @@ std::uint64_t total_pages(const std::vector<PageRange>& ranges) {
   return pages;
 }
 
-std::vector<PageRange> union_ranges(std::vector<PageRange> a, const std::vector<PageRange>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  normalize_ranges(a);
-  return a;
-}
-
 // Up to `limit` page addresses spread evenly over `ranges`.
 std::vector<VirtAddr> spread_pages(const std::vector<PageRange>& ranges, std::size_t limit) {
   std::vector<VirtAddr> out;

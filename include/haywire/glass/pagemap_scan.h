@@ -23,8 +23,10 @@ struct PageRange {
 
 // Appends `range` to `out`, merging it with the last entry when they touch (out sorted).
 void append_coalesced(std::vector<PageRange>& out, PageRange range);
-// Sorts and merges overlapping or touching ranges.
+// Sorts (unless sorted already) and merges overlapping or touching ranges; drops empty ones.
 void normalize_ranges(std::vector<PageRange>& ranges);
+// Parts covered by either; the result is normalized (linear when both are sorted).
+std::vector<PageRange> union_ranges(const std::vector<PageRange>& a, const std::vector<PageRange>& b);
 // Parts of `from` not covered by `remove` (both normalized); the result is normalized.
 std::vector<PageRange> subtract_ranges(const std::vector<PageRange>& from, const std::vector<PageRange>& remove);
 // Parts covered by both (both normalized).

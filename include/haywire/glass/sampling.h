@@ -140,7 +140,7 @@ std::vector<PageIndexRange> intersect(std::span<const PageIndexRange> a, std::sp
 // `ranges` in any order, overlapping or not -> sorted, disjoint, adjacent runs merged, empty
 // ones dropped.
 std::vector<PageIndexRange> normalized(std::vector<PageIndexRange> ranges);
-// Union of two lists, normalized.
+// Union of two lists, normalized (linear when both are sorted, as normalized lists are).
 std::vector<PageIndexRange> union_of(std::span<const PageIndexRange> a, std::span<const PageIndexRange> b);
 
 }  // namespace haywire::glass
