@@ -144,13 +144,21 @@ Result<std::uint64_t> PagemapScanner::read_written(VirtAddr start, VirtAddr end,
   return scan(start, end, &out, check_async ? PM_SCAN_CHECK_WPASYNC : 0, PAGE_IS_WRITTEN);
 }
 
+namespace {
+// Every page matches (category_mask 0); the categories returned pick the written ones (PRESENT
+// too: the holes of a range not armed yet count as written).
+constexpr std::uint64_t kWrittenBefore = PAGE_IS_WRITTEN | PAGE_IS_PRESENT;
+constexpr std::uint64_t kOnlyRead = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+}  // namespace
+
 Result<std::uint64_t> PagemapScanner::collect_written_before(VirtAddr start, VirtAddr end,
                                                              std::vector<PageRange>& out) {
-  // Every page matches (category_mask 0), so every page is armed; the categories returned pick
-  // the written ones (PRESENT too: the holes of a range not armed yet count as written).
-  constexpr std::uint64_t kWritten = PAGE_IS_WRITTEN | PAGE_IS_PRESENT;
-  constexpr std::uint64_t kReadOnly = PAGE_IS_FILE | PAGE_IS_PFNZERO;
-  return scan(start, end, &out, PM_SCAN_WP_MATCHING, 0, 0, kWritten | kReadOnly, kWritten, kReadOnly);
+  return scan(start, end, &out, PM_SCAN_WP_MATCHING, 0, 0, kWrittenBefore | kOnlyRead, kWrittenBefore, kOnlyRead);
+}
+
+Result<std::uint64_t> PagemapScanner::read_written_before(VirtAddr start, VirtAddr end,
+                                                          std::vector<PageRange>& out) {
+  return scan(start, end, &out, 0, 0, 0, kWrittenBefore | kOnlyRead, kWrittenBefore, kOnlyRead);
 }
 
 Result<std::uint64_t> PagemapScanner::count_written(VirtAddr start, VirtAddr end) {

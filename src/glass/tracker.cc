@@ -179,27 +179,29 @@ Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
     armed_ = intersect_ranges(armed_, registered_);
     watched_ = intersect_ranges(watched_, registered_);
   }
-  // New memory is armed when it appears, in both modes. Full mode watches it from now on;
-  // sampled mode watches it like every other page still armed (the start armed everything
-  // too), so a program's new memory is seen from the next interval on, not from whenever a
-  // plan reaches it. A forced pass (full mode) re-arms everything it registered: it runs after
-  // the kernel said a range was not (or no longer) registered, so the previous arming is gone
-  // anyway; in sampled mode the plans re-arm what they need.
-  const bool arm_fresh = created_ && !force_register;
-  if (!added.empty() && (!sampled_ || arm_fresh)) {
+  // New memory: what was written there before this read is reported with this scan, in both
+  // modes. Full mode arms it in the same pass (arming after collecting would lose a write
+  // landing in between) and watches it from now on. Sampled mode only reads it and leaves it
+  // to the plans, like the pages written since their last arming: arming all of it would put
+  // a write-protect marker on every page not touched yet, and a marker makes the first write
+  // fault twice.
+  // A forced pass (full mode) re-arms everything it registered: it runs after the kernel said
+  // a range was not (or no longer) registered, so the previous arming is gone anyway.
+  if (!added.empty()) {
     std::vector<PageRange> to_arm = force_register ? added : fresh;
-    if (arm_fresh) {
-      // Memory that appeared since the last scan: report what was written there before, and arm
-      // it, in one pass (arming after collecting would lose a write landing in between).
+    if (created_ && !force_register) {
       std::vector<PageRange> failed;
       for (const PageRange& r : subtract_ranges(fresh, excluded())) {
         ++ioctls_;
-        if (!scanner_.collect_written_before(r.start, r.end, written_before_)) failed.push_back(r);
+        auto done = sampled_ ? scanner_.read_written_before(r.start, r.end, written_before_)
+                             : scanner_.collect_written_before(r.start, r.end, written_before_);
+        if (!done) failed.push_back(r);
       }
       to_arm = std::move(failed);
     }
-    if (auto armed = protect(to_arm, true); !armed) return std::unexpected(std::move(armed.error()));
-    if (arm_fresh) rearmed_ = union_ranges(rearmed_, subtract_ranges(fresh, excluded()));
+    if (!sampled_) {
+      if (auto armed = protect(to_arm, true); !armed) return std::unexpected(std::move(armed.error()));
+    }
   }
   return result;
 }
@@ -211,11 +213,11 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   // The carved pages' writes of the interval (they stay carved: excluded from the reads below).
   ThreadWrites thread_writes;
   if (sampler_) thread_writes = sampler_->end_interval();
-  rearmed_.clear();  // from here: what this scan arms (new memory in the layout read, and below)
   auto refreshed = refresh_layout_if_changed(result.maps_read);
   if (!refreshed) return std::unexpected(std::move(refreshed.error()));
   result.regions_added = refreshed->added;
   result.regions_removed = refreshed->removed;
+  rearmed_.clear();
   unarmed_known_ = false;
   for (int attempt = 0;; ++attempt) {
     result.written.clear();
@@ -339,10 +341,7 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
 
 std::optional<std::vector<PageRange>> Tracker::known_armed() const {
   if (!unarmed_known_) return std::nullopt;
-  // What the walk saw armed, and memory this scan armed as it appeared (less what the walk saw
-  // written there).
-  return subtract_ranges(subtract_ranges(intersect_ranges(union_ranges(walked_, rearmed_), registered_), unarmed_),
-                         excluded());
+  return subtract_ranges(subtract_ranges(intersect_ranges(walked_, registered_), unarmed_), excluded());
 }
 
 Result<void> Tracker::set_full() {

@@ -55,6 +55,8 @@ class PagemapScanner {
   // pass (so a write racing with it is either reported now or caught by the next scan).
   // Returns the number of pages appended.
   Result<std::uint64_t> collect_written_before(VirtAddr start, VirtAddr end, std::vector<PageRange>& out);
+  // The same pages as collect_written_before, without arming anything.
+  Result<std::uint64_t> read_written_before(VirtAddr start, VirtAddr end, std::vector<PageRange>& out);
   // Counts written pages in [start, end) without re-arming them.
   Result<std::uint64_t> count_written(VirtAddr start, VirtAddr end);
   // Write-protects every page in [start, end) that is currently written, without output.

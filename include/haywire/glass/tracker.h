@@ -109,10 +109,9 @@ class Tracker {
   Result<void> set_full();
   [[nodiscard]] bool sampled() const { return sampled_; }
   // After a scan that read (sampled, or full with rearm = false) and before the next
-  // set_sampled / set_full: the tracked pages that scan saw armed, and the new memory it armed
-  // as it appeared (normalized, carved pages left out). A full scan looks at every tracked
-  // page; a sampled one only at what it watched and short gaps between, so pages armed
-  // elsewhere are not among them. nullopt when not known.
+  // set_sampled / set_full: the tracked pages that scan saw armed (normalized, carved pages
+  // left out). A full scan looks at every tracked page; a sampled one only at what it watched
+  // and short gaps between, so pages armed elsewhere are not among them. nullopt when not known.
   [[nodiscard]] std::optional<std::vector<PageRange>> known_armed() const;
   // What the last set_sampled did: the plan's ranges, how many it re-protected, and whether
   // that choice came from a scan's reading (else every range was re-protected blindly).
