@@ -127,6 +127,9 @@ int run_glass(const GlassOptions& o) {
   options.thread_sampling = !o.no_thread_sampling;
   options.follow_forks = o.follow_forks;
   options.pause_sampling = !o.always_sample;
+  // Not flags: switches for measuring what holding plans and disarming save (PERFORMANCE.md).
+  if (const char* v = std::getenv("HAYWIRE_GLASS_HOLD"); v != nullptr) options.hold_intervals = std::strtoull(v, nullptr, 10);
+  if (const char* v = std::getenv("HAYWIRE_GLASS_DISARM"); v != nullptr) options.disarm_after_full = std::string_view(v) != "0";
 
   // Each interval builds the same few hundred KiB of maps, masks and counts. By default glibc
   // serves those from fresh mmaps or trims them off the heap between intervals, so every

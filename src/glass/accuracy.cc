@@ -85,6 +85,12 @@ bool CalibrationController::full_follows(std::uint64_t interval) const {
 }
 
 void CalibrationController::note_arming(std::uint64_t ranges, std::uint64_t rearmed) {
+  // A held plan's first arming re-protects every range over memory written since its pages
+  // were last armed: a one-off, not what the plan costs per interval while it is held.
+  if (config_.hold_intervals > 1 && held_ && !held_->noted) {
+    held_->noted = true;
+    return;
+  }
   if (ranges == 0) return;
   const double share = static_cast<double>(std::min(rearmed, ranges)) / static_cast<double>(ranges);
   rearm_share_ = 0.5 * rearm_share_ + 0.5 * share;
@@ -99,11 +105,21 @@ std::uint64_t CalibrationController::cost_cap() const {
 }
 
 SamplePlan CalibrationController::sampled_plan(std::uint64_t interval) const {
-  const std::uint64_t cap = cost_cap();
-  if (cap >= sampler_.config().max_ranges) return sampler_.plan(grid_, rate_.rate(), interval);
+  const std::uint64_t budget = sampler_.config().max_ranges;
+  const std::uint64_t epoch = interval / std::max<std::uint64_t>(1, config_.hold_intervals);
+  // The cost cap is read when a plan is made, not during its hold: a new plan's first arming
+  // re-protects many of its ranges and a held plan's later ones few, so a cap followed within
+  // the hold would swing between the two and re-plan (shifting the lattice) every few
+  // intervals.
+  if (held_ && held_->epoch == epoch && held_->rate == rate_.rate() && held_->grid == grid_ &&
+      held_->max_ranges == budget) {
+    return held_->plan;
+  }
   SamplerConfig capped = sampler_.config();
-  capped.max_ranges = cap;
-  return Sampler(capped).plan(grid_, rate_.rate(), interval);
+  capped.max_ranges = std::min(cost_cap(), budget);
+  SamplePlan plan = Sampler(capped).plan(grid_, rate_.rate(), epoch);
+  held_ = HeldPlan{epoch, rate_.rate(), grid_, budget, plan};
+  return plan;
 }
 
 SamplePlan CalibrationController::plan(std::uint64_t interval) const {

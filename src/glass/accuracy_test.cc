@@ -150,10 +150,11 @@ TEST(CalibrationController, BacksOffWhileAccurateAndReturnsOnAMiss) {
 
 // When most of a plan's ranges need re-protecting at each arming (the process writes
 // everywhere), the plan gets fewer ranges: about max_rearms / share; when few do, the cap
-// lifts again.
+// lifts again. (A new plan every interval here: with held plans the cap applies from the
+// next one, below.)
 TEST(CalibrationController, CapsRangesByTheMeasuredReArmCost) {
   const PageGrid grid = PageGrid::fit(7, 16384);  // 64 MiB
-  CalibrationController c(grid, CalibrationConfig{.rearm = {.max_rearms = 128, .min_ranges = 64}});
+  CalibrationController c(grid, CalibrationConfig{.hold_intervals = 1, .rearm = {.max_rearms = 128, .min_ranges = 64}});
   const std::size_t uncapped = c.sampled_plan(0).ranges.size();
   EXPECT_GE(uncapped, 400u) << "runs of 4 pages: the one-range-per-32-pages bound";
   EXPECT_EQ(c.cost_cap(), std::numeric_limits<std::uint64_t>::max());
@@ -171,6 +172,27 @@ TEST(CalibrationController, CapsRangesByTheMeasuredReArmCost) {
   CalibrationController off(grid, CalibrationConfig{.rearm = {.max_rearms = 0}});
   off.note_arming(512, 512);
   EXPECT_EQ(off.sampled_plan(0).ranges.size(), uncapped);
+}
+
+// A plan is held for hold_intervals intervals: the same pages every interval, whatever the
+// cost cap does meanwhile (its first arming, which re-protects nearly every range, is not
+// counted). The next hold brings the next phase, planned under the cap measured by then.
+TEST(CalibrationController, HoldsAPlanAndCapsTheNextOne) {
+  const PageGrid grid = PageGrid::fit(7, 16384);
+  CalibrationController c(grid, CalibrationConfig{.hold_intervals = 20, .rearm = {.max_rearms = 128, .min_ranges = 64}});
+  const SamplePlan first = c.sampled_plan(0);
+  c.note_arming(first.ranges.size(), first.ranges.size());  // the first arming: not counted
+  EXPECT_EQ(c.rearm_share(), 0.0);
+  c.note_arming(512, 512);
+  c.note_arming(512, 512);
+  EXPECT_EQ(c.cost_cap(), 170u);
+  for (std::uint64_t i : {1u, 7u, 19u}) EXPECT_EQ(c.sampled_plan(i).ranges, first.ranges) << "interval " << i;
+  const SamplePlan next = c.sampled_plan(20);
+  EXPECT_LE(next.ranges.size(), 171u);
+  EXPECT_NE(next.ranges.front().first, first.ranges.front().first) << "the next phase";
+  EXPECT_EQ(c.sampled_plan(39).ranges, next.ranges);
+  // A calibration replays the plan its interval would have had: the held one.
+  EXPECT_EQ(c.plan(25).ranges, next.ranges);
 }
 
 TEST(CalibrationController, MeasuresTheSampledSubsetOfAFullInterval) {

@@ -50,17 +50,18 @@ void SamplingPause::note_sampled(double seen, double estimated) {
   const double written = std::max(estimated, seen);
   const double saved = written - seen;
   // Nothing written saves nothing: an idle process is tracked in full as cheaply as anything.
-  streak_ = saved <= config_.pause_below * written ? streak_ + 1 : 0;
+  streak_ = written < config_.min_pages || saved <= config_.pause_below * written ? streak_ + 1 : 0;
   if (streak_ >= config_.pause_after) {
     paused_ = true;
     streak_ = 0;
   }
 }
 
-void SamplingPause::note_full(std::uint64_t written, std::uint64_t rewritten, double rate) {
+void SamplingPause::note_full(std::uint64_t written, std::uint64_t spared, double rate) {
   if (!config_.enabled || !paused_) return;
-  const double saved = (1.0 - std::clamp(rate, 0.0, 1.0)) * static_cast<double>(std::min(rewritten, written));
-  streak_ = written > 0 && saved > config_.resume_above * static_cast<double>(written) ? streak_ + 1 : 0;
+  const double saved = (1.0 - std::clamp(rate, 0.0, 1.0)) * static_cast<double>(std::min(spared, written));
+  const auto pages = static_cast<double>(written);
+  streak_ = pages > 0 && pages >= config_.min_pages && saved > config_.resume_above * pages ? streak_ + 1 : 0;
   if (streak_ >= config_.resume_after) {
     paused_ = false;
     streak_ = 0;

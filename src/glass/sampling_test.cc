@@ -199,13 +199,21 @@ TEST(SamplingPause, PausesWhileSamplingSavesLittleAndResumesOnRewrites) {
   EXPECT_TRUE(busy.paused());
 }
 
-// An idle target saves nothing by sampling: paused. Disabled, nothing pauses.
+// An idle target (or one writing a few pages) saves nothing by sampling: paused. Disabled,
+// nothing pauses.
 TEST(SamplingPause, IdleTargetsPauseAndDisabledNeverDoes) {
   SamplingPause idle;
   for (int i = 0; i < 5; ++i) idle.note_sampled(0, 0);
   EXPECT_TRUE(idle.paused());
-  // A full interval with nothing written does not resume either.
+  // A full interval with nothing written does not resume either, nor one with a few pages
+  // (below min_pages: one counter rewritten in a loop), however much of it sampling spares.
   for (int i = 0; i < 5; ++i) idle.note_full(0, 0, 0.1);
+  for (int i = 0; i < 5; ++i) idle.note_full(3, 3, 0.1);
+  EXPECT_TRUE(idle.paused());
+  for (int i = 0; i < 3; ++i) idle.note_full(64, 64, 0.1);
+  EXPECT_FALSE(idle.paused());
+  // Nearly idle while sampled (an estimate of a few pages, none seen) pauses too.
+  for (int i = 0; i < 5; ++i) idle.note_sampled(0, 5.5);
   EXPECT_TRUE(idle.paused());
 
   SamplingPauseConfig off;

@@ -358,6 +358,18 @@ Result<void> Tracker::set_full() {
   return {};
 }
 
+Result<void> Tracker::disarm() {
+  if (detached_) return fail(InvalidArgument{"disarm() after detach()"});
+  if (auto r = protect(registered_, false); !r) return r;
+  // Known now: nothing is armed (a write since is caught by no one, and costs nothing).
+  rearmed_.clear();
+  watched_.clear();
+  walked_ = subtract_ranges(registered_, excluded());
+  unarmed_ = walked_;
+  unarmed_known_ = true;
+  return {};
+}
+
 Result<void> Tracker::rearm(const std::vector<PageRange>& ranges) {
   for (const PageRange& r : ranges) {
     // A range unmapped since the layout was read is skipped by the kernel (not registered).

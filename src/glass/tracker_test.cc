@@ -281,6 +281,29 @@ TEST(Tracker, SampledModeReportsWritesToNewMemoryBeforeItWasFound) {
   EXPECT_EQ(scan->written, pages_to_ranges(child, {301, 305}));
 }
 
+// disarm() un-protects everything, so the next plan is all that is armed and watched: pages
+// outside it cost the target nothing and are not reported.
+TEST(Tracker, DisarmLeavesOnlyThePlanArmed) {
+  UffdChild child;
+  ASSERT_TRUE(child.start(kPages));
+  auto tracker = track(child);
+  ASSERT_TRUE(tracker) << tracker.error().message();
+  ASSERT_TRUE(tracker->disarm());
+  ASSERT_TRUE(tracker->set_sampled({{child.page(0), child.page(10)}}));
+  EXPECT_EQ(tracker->last_arming().rearmed, 1U) << "nothing known armed: the plan is armed whole";
+  ASSERT_TRUE(child.write_pages({5, 50, 300}));
+  auto scan = tracker->scan();
+  ASSERT_TRUE(scan) << scan.error().message();
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {5}));
+  EXPECT_EQ(scan->armed_pages, 10U);
+  // The plan moves on; 50 stays unarmed (written, and no plan covered it since).
+  ASSERT_TRUE(tracker->set_sampled({{child.page(48), child.page(52)}}));
+  ASSERT_TRUE(child.write_pages({5, 50, 51}));
+  scan = tracker->scan();
+  ASSERT_TRUE(scan);
+  EXPECT_EQ(scan->written, pages_to_ranges(child, {50, 51}));
+}
+
 // scan(rearm = false) in full mode (a calibration interval closing before a sampled one) reads
 // without re-arming: the same pages read written again until a scan re-arms them.
 TEST(Tracker, FullScanWithoutRearmOnlyReads) {

@@ -120,6 +120,13 @@ struct CalibrationConfig {
   // written, which is most of sampled mode's cost on a busy process. 0 (or <= every): every
   // `every`-th interval, always.
   std::uint64_t max_every = 0;
+  // A sampled plan is held for this many intervals (the same pages armed each time; the
+  // next plan is the sampler's next phase). A page outside the plan stays unarmed after its
+  // first write until a later plan covers it, so a process that rewrites its pages every few
+  // seconds faults on its plan's pages only, not on every page once per rotation. Within the
+  // hold the plan changes only when the rate, the grid or the range budget does; the cost cap
+  // applies from the next plan. 1: a new phase (and the current cap) every interval.
+  std::uint64_t hold_intervals = 20;
   float hot_threshold = kDefaultHotThreshold;
   AdaptiveRateConfig rate;
   SamplerConfig sampler;  // sampler.max_ranges is the initial budget
@@ -195,6 +202,15 @@ class CalibrationController {
   std::optional<AccuracyReport> last_;
   std::vector<PageIndexRange> live_;
   double rearm_share_ = 0.0;  // moving average of rearmed / ranges per arming
+  struct HeldPlan {
+    std::uint64_t epoch = 0;  // interval / hold_intervals
+    double rate = 0.0;
+    PageGrid grid;
+    std::uint64_t max_ranges = 0;
+    SamplePlan plan;
+    bool noted = false;  // note_arming() has seen its first arming
+  };
+  mutable std::optional<HeldPlan> held_;  // sampled_plan()'s cache: the plan of this hold
   std::uint64_t gap_ = 0;   // backing off: intervals from the last calibration to the next
   std::uint64_t next_ = 0;  // backing off: the next calibration interval
 

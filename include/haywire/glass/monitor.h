@@ -33,6 +33,11 @@ struct MonitorOptions {
   std::uint64_t calibrate_max_every = 40;
   // Track in full while sampling saves the target few faults (SamplingPause, sampling.h).
   bool pause_sampling = true;
+  // Sampled mode: after an interval that armed every page, un-protect all but the next plan
+  // (Tracker::disarm) instead of leaving each page armed until its next write.
+  bool disarm_after_full = true;
+  // Sampled mode: intervals a plan is held (CalibrationConfig::hold_intervals).
+  std::uint64_t hold_intervals = 20;
   unsigned order = 0;             // Hilbert order of the grid; 0 chooses from the tracked size
   bool thread_sampling = true;    // per-thread attribution (needs full userfaultfds)
   bool follow_forks = false;

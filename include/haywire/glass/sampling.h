@@ -44,6 +44,7 @@ struct PageGrid {
   [[nodiscard]] std::uint64_t cell_of(std::uint64_t page) const { return page / pages_per_cell; }
   // Pages held by cell d (0 for cells past the end of the page line).
   [[nodiscard]] std::uint32_t pages_in(std::uint64_t d) const;
+  friend bool operator==(const PageGrid&, const PageGrid&) = default;
 };
 
 struct SamplerConfig {
@@ -86,18 +87,19 @@ class Sampler {
 };
 
 // Whether sampling pays for itself on the target as it runs now (docs/glass.md "Sampling
-// pauses"). Sampling saves the target the faults of pages it writes again soon: outside the
-// plan they stay unarmed after their first write. A process that seldom writes a page twice
-// in a row (a sweep, scattered writes over a large region, an idle one) faults on nearly every
-// write in sampled mode too (what it writes was armed by a full interval or an earlier plan),
-// while the monitor pays for plans and reconstruction on top of full tracking's walk. So
-// sampled mode pauses (tracks in full) while sampling saves little, and resumes when the
-// target starts writing pages again soon:
+// pauses"). Sampling saves the target the faults of the pages it writes outside the plan:
+// after an interval that armed everything only the plan stays armed (MonitorOptions::
+// disarm_after_full), so a page outside it faults at most once until a later plan covers it.
+// An idle process saves nothing either way, and one whose writes all land in the plan saves
+// little, while the monitor pays for plans and reconstruction on top of full tracking's walk.
+// So sampled mode pauses (tracks in full) while sampling saves little, and resumes when it
+// would save again:
 //  - sampled intervals: saved = estimated written pages - written pages seen (each seen one
 //    was armed, so faulted); pause after `pause_after` of them in a row whose saved pages are
 //    below `pause_below` of the estimate;
-//  - full intervals: sampling would save (1 - rate) x the pages written in both this interval
-//    and the one before; resume after `resume_after` in a row above `resume_above`.
+//  - full intervals: sampling would save (1 - rate) x the pages it would not have kept armed
+//    (`spared`: every written page, or without disarming only those written in the interval
+//    before too); resume after `resume_after` in a row above `resume_above`.
 // Only intervals that follow one of the same kind are fed (the first sampled interval after a
 // full one sees everything armed; the first full one after a sampled one has no full
 // predecessor to compare with).
@@ -107,6 +109,11 @@ struct SamplingPauseConfig {
   double pause_below = 0.10;
   unsigned resume_after = 3;
   double resume_above = 0.20;
+  // An interval with fewer written pages than this saves nothing that matters either way
+  // (64 faults are ~56 µs of the target's 100 ms): it counts towards pausing, never towards
+  // resuming. Without it one page rewritten every interval (an idle loop's counter) would
+  // resume sampling for its 0.9 spared faults.
+  double min_pages = 64;
 };
 
 class SamplingPause {
@@ -116,9 +123,9 @@ class SamplingPause {
   // A sampled interval after a sampled one: `seen` written pages among the watched ones,
   // `estimated` written pages in all (the reconstruction's estimate).
   void note_sampled(double seen, double estimated);
-  // A full interval after a full one: `written` pages, `rewritten` of them written in the
-  // previous interval too; `rate` is the sampling rate a plan would use.
-  void note_full(std::uint64_t written, std::uint64_t rewritten, double rate);
+  // A full interval after a full one: `written` pages, `spared` of them sampling would not
+  // have kept armed (see above); `rate` is the sampling rate a plan would use.
+  void note_full(std::uint64_t written, std::uint64_t spared, double rate);
   [[nodiscard]] bool paused() const { return paused_; }
   [[nodiscard]] const SamplingPauseConfig& config() const { return config_; }
 

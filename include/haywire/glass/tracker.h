@@ -107,6 +107,11 @@ class Tracker {
   // Arms everything again: after a sampled scan or a full scan(false), what that scan left
   // unarmed; after a full scan that re-armed, nothing.
   Result<void> set_full();
+  // Un-protects every tracked page (carved pages aside), one call per tracked range, so that
+  // nothing is armed until the next set_sampled arms its plan (and watches only that). For
+  // after an interval that armed everything: left armed, each page outside the plan would
+  // cost the target a fault at its next write, which nobody reads.
+  Result<void> disarm();
   [[nodiscard]] bool sampled() const { return sampled_; }
   // After a scan that read (sampled, or full with rearm = false) and before the next
   // set_sampled / set_full: the tracked pages that scan saw armed (normalized, carved pages
