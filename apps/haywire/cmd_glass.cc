@@ -36,6 +36,7 @@ struct GlassOptions {
   bool follow_forks = false;
   bool no_thread_sampling = false;
   bool always_sample = false;
+  bool fewer_faults = false;
   std::uint64_t calibrate_every = 10;
   bool calibrate_fixed = false;  // --calibrate-every given: no back-off
   std::uint64_t intervals = 0;  // 0: until the target exits or Ctrl-C
@@ -127,9 +128,7 @@ int run_glass(const GlassOptions& o) {
   options.thread_sampling = !o.no_thread_sampling;
   options.follow_forks = o.follow_forks;
   options.pause_sampling = !o.always_sample;
-  // Not flags: switches for measuring what holding plans and disarming save (PERFORMANCE.md).
-  if (const char* v = std::getenv("HAYWIRE_GLASS_HOLD"); v != nullptr) options.hold_intervals = std::strtoull(v, nullptr, 10);
-  if (const char* v = std::getenv("HAYWIRE_GLASS_DISARM"); v != nullptr) options.disarm_after_full = std::string_view(v) != "0";
+  options.disarm_after_full = o.fewer_faults;
 
   // Each interval builds the same few hundred KiB of maps, masks and counts. By default glibc
   // serves those from fresh mmaps or trims them off the heap between intervals, so every
@@ -236,6 +235,9 @@ void register_glass_command(CLI::App& app) {
   cmd->add_flag("--always-sample", o->always_sample,
                 "keep sampling when it saves the target nothing (default: track in full while the target "
                 "seldom writes a page twice in a row, until it does)");
+  cmd->add_flag("--fewer-faults", o->fewer_faults,
+                "sampled mode: after each full interval keep only the plan armed, so the target faults on\n"
+                "about the plan's share of its writes; costs the monitor several times more CPU");
   cmd->add_option("--order", o->order, "Hilbert order of the picture, 1..12 (default: from the tracked size)");
   cmd->add_flag("--once", o->once, "one interval, print it (with --json) and detach (needs --pid)");
   cmd->add_flag("--json", o->json, "JSON: one object per interval on stdout");

@@ -34,8 +34,11 @@ struct MonitorOptions {
   // Track in full while sampling saves the target few faults (SamplingPause, sampling.h).
   bool pause_sampling = true;
   // Sampled mode: after an interval that armed every page, un-protect all but the next plan
-  // (Tracker::disarm) instead of leaving each page armed until its next write.
-  bool disarm_after_full = true;
+  // (Tracker::disarm) instead of leaving each page armed until its next write. The target
+  // then faults on about the plan's share of its writes (`sort`: ~400,000 faults instead of
+  // ~700,000), but every sampled read walks pages that are mostly unarmed, which costs the
+  // monitor several times more (docs/PERFORMANCE.md section 7). `haywire glass --fewer-faults`.
+  bool disarm_after_full = false;
   // Sampled mode: intervals a plan is held (CalibrationConfig::hold_intervals).
   std::uint64_t hold_intervals = 20;
   unsigned order = 0;             // Hilbert order of the grid; 0 chooses from the tracked size
