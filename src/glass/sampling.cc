@@ -61,7 +61,8 @@ void SamplingPause::note_full(std::uint64_t written, std::uint64_t spared, doubl
   if (!config_.enabled || !paused_) return;
   const double saved = (1.0 - std::clamp(rate, 0.0, 1.0)) * static_cast<double>(std::min(spared, written));
   const auto pages = static_cast<double>(written);
-  streak_ = pages > 0 && pages >= config_.min_pages && saved > config_.resume_above * pages ? streak_ + 1 : 0;
+  // saved > resume_above x pages also needs something written: saved is 0 when nothing was.
+  streak_ = pages >= config_.min_pages && saved > config_.resume_above * pages ? streak_ + 1 : 0;
   if (streak_ >= config_.resume_after) {
     paused_ = false;
     streak_ = 0;
