@@ -52,7 +52,7 @@ double AdaptiveRate::update(const AccuracyReport& report) {
     comfortable_streak_ = 0;
     rate_ = std::min(config_.max_rate, rate_ * config_.raise_factor);
   } else if (report.f1 >= config_.comfortable_f1) {
-    if (++comfortable_streak_ >= config_.lower_after) {
+    if (++comfortable_streak_ >= config_.lower_after || report.f1 >= config_.eager_f1) {
       comfortable_streak_ = 0;
       rate_ = std::max(config_.min_rate, rate_ * config_.lower_factor);
     }

@@ -67,15 +67,28 @@ TEST(AdaptiveRate, RaisesAtOnceLowersSlowlyAndHoldsInTheBand) {
   EXPECT_DOUBLE_EQ(rate.rate(), 0.10);
   EXPECT_DOUBLE_EQ(rate.update(with_f1(0.8)), 0.15);
   EXPECT_DOUBLE_EQ(rate.update(with_f1(0.93)), 0.15);  // in [target, comfortable): hold
-  EXPECT_DOUBLE_EQ(rate.update(with_f1(0.99)), 0.15);
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);  // second comfortable since the change
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.12, 1e-12);  // the count starts again
+  EXPECT_DOUBLE_EQ(rate.update(with_f1(0.98)), 0.15);
+  EXPECT_NEAR(rate.update(with_f1(0.98)), 0.12, 1e-12);  // second comfortable since the change
+  EXPECT_NEAR(rate.update(with_f1(0.98)), 0.12, 1e-12);  // the count starts again
   EXPECT_NEAR(rate.update(with_f1(0.95)), 0.12, 1e-12);  // the band holds the rate and the count
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.096, 1e-12);
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.096, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.98)), 0.096, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.98)), 0.096, 1e-12);
   EXPECT_NEAR(rate.update(with_f1(0.85)), 0.144, 1e-12);  // a miss raises at once and resets the count
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.144, 1e-12);
-  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.1152, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.98)), 0.144, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.98)), 0.1152, 1e-12);
+}
+
+TEST(AdaptiveRate, LowersAtOnceWhenTheReconstructionIsNearlyExact) {
+  AdaptiveRate rate;
+  EXPECT_NEAR(rate.update(with_f1(0.99)), 0.08, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(1.0)), 0.064, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.98)), 0.064, 1e-12);  // comfortable only: the count again
+  EXPECT_NEAR(rate.update(with_f1(0.995)), 0.0512, 1e-12);
+  EXPECT_NEAR(rate.update(with_f1(0.985)), 0.0512, 1e-12);  // the eager step reset the count
+  EXPECT_NEAR(rate.update(with_f1(0.85)), 0.0768, 1e-12);
+  AdaptiveRate patient(AdaptiveRateConfig{.eager_f1 = 1.01});  // the old rule: never eager
+  EXPECT_DOUBLE_EQ(patient.update(with_f1(1.0)), 0.10);
+  EXPECT_NEAR(patient.update(with_f1(1.0)), 0.08, 1e-12);
 }
 
 TEST(AdaptiveRate, StaysWithinBoundsAndIgnoresTrivialIntervals) {

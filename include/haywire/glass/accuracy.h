@@ -48,6 +48,8 @@ Result<AccuracyReport> measure_accuracy(const DensityMap& estimate, const Densit
 
 // The adaptive rate rule. After each non-trivial calibration:
 //  - F1 < target_f1: rate *= raise_factor at once (accuracy problems are fixed fast);
+//  - F1 >= eager_f1: rate *= lower_factor at once (a reconstruction that good spends the
+//    target's faults on nothing: each armed page written costs the target one);
 //  - F1 >= comfortable_f1 in lower_after calibrations since the last change or miss (values in
 //    the band between do not count and do not reset): rate *= lower_factor;
 //  - otherwise (the band [target, comfortable) is the hysteresis): unchanged.
@@ -59,6 +61,7 @@ struct AdaptiveRateConfig {
   double max_rate = kMaxSamplingRate;
   double target_f1 = 0.9;
   double comfortable_f1 = 0.97;
+  double eager_f1 = 0.99;
   double raise_factor = 1.5;
   double lower_factor = 0.8;
   unsigned lower_after = 2;
