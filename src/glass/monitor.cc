@@ -576,6 +576,9 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
 bool Monitor::target_exited() const {
   return state_->poll_exit();
 }
+bool Monitor::wait_exit(std::chrono::milliseconds timeout) const {
+  return state_->poll_exit(static_cast<int>(timeout.count()));
+}
 std::optional<int> Monitor::exit_status() const { return state_->exit_status; }
 Pid Monitor::pid() const { return state_->pid; }
 const AddressLayout& Monitor::layout() const { return state_->layout; }
@@ -598,6 +601,16 @@ Result<int> Monitor::wait_target() {
   auto status = state_->launched->wait();
   if (status) state_->exit_status = *status;
   return status;
+}
+
+Result<void> Monitor::signal_target(int signal) {
+  if (!state_->launched || !state_->launched->pidfd)
+    return fail(InvalidArgument{"only a target glass started can be signalled by it"});
+  if (::syscall(SYS_pidfd_send_signal, state_->launched->pidfd.get(), signal, nullptr, 0) != 0) {
+    if (errno == ESRCH) return {};  // it has exited already
+    return fail(SystemCallFailed{fmt::format("pidfd_send_signal({}) to pid {}", signal, state_->pid.value()), errno, ""});
+  }
+  return {};
 }
 
 }  // namespace haywire::glass

@@ -80,6 +80,8 @@ class Monitor {
 
   // The target has exited (its exit status if we launched it).
   [[nodiscard]] bool target_exited() const;
+  // Waits up to `timeout` for the target to exit; whether it has.
+  [[nodiscard]] bool wait_exit(std::chrono::milliseconds timeout) const;
   [[nodiscard]] std::optional<int> exit_status() const;
   [[nodiscard]] Pid pid() const;
   [[nodiscard]] const AddressLayout& layout() const;
@@ -92,6 +94,9 @@ class Monitor {
   Result<void> detach();
   // For a launched target after detach: waits for it to exit; its status.
   Result<int> wait_target();
+  // Sends `signal` to a launched target (through its pidfd: never to a reused PID).
+  // InvalidArgument for an attached one: that process is not ours to stop.
+  Result<void> signal_target(int signal);
 
   struct State;  // opaque: defined in monitor.cc
   explicit Monitor(std::unique_ptr<State> state);
