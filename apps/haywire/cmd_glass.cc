@@ -2,8 +2,10 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -17,7 +19,14 @@ namespace haywire::cli {
 namespace {
 
 volatile bool g_stop = false;
-extern "C" void on_stop_signal(int) { g_stop = true; }
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  g_stop = true;
+}
+
+// How long a launched target has to exit after we pass SIGTERM or SIGHUP on to it.
+constexpr std::chrono::seconds kTargetStopGrace{10};
 
 struct GlassOptions {
   int pid = 0;
@@ -142,6 +151,7 @@ int run_glass(const GlassOptions& o) {
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGHUP, &action, nullptr);
 
   auto monitor = o.pid != 0 ? glass::Monitor::attach(Pid(o.pid), options) : glass::Monitor::launch(o.command, options);
   if (!monitor) return report(monitor.error());
@@ -187,8 +197,20 @@ int run_glass(const GlassOptions& o) {
   }
   if (tty && !o.once && !o.json) std::fputc('\n', stderr);
 
-  const bool exited = monitor->target_exited();
+  bool exited = monitor->target_exited();
   if (auto d = monitor->detach(); !d && !exited) code = report(d.error());
+  const int stop_signal = g_stop_signal;
+  if (o.pid == 0 && !exited && (stop_signal == SIGTERM || stop_signal == SIGHUP)) {
+    // Whoever stopped us (timeout, a supervisor, a closed terminal) means the program we started
+    // too, as `perf record` does; Ctrl-C reached it through the terminal already, and the end of
+    // --intervals or --once leaves it running on purpose.
+    if (auto sent = monitor->signal_target(stop_signal); !sent) {
+      code = report(sent.error());
+    } else {
+      std::fprintf(stderr, "glass: passed SIG%s on to pid %d\n", ::sigabbrev_np(stop_signal), monitor->pid().value());
+      exited = monitor->wait_exit(kTargetStopGrace);
+    }
+  }
   if (o.pid == 0) {
     if (exited) {
       if (auto status = monitor->wait_target(); status && !o.json) {
@@ -218,7 +240,9 @@ void register_glass_command(CLI::App& app) {
       "a full interval measures the accuracy and adapts the rate: by default the 10th, then twice as\n"
       "far apart (up to every 40th) while accuracy stays comfortable; --calibrate-every N fixes it.\n"
       "Sampling pauses (full tracking) while the target seldom writes a page twice in a row: it would\n"
-      "fault on nearly every write anyway; --always-sample keeps it on.");
+      "fault on nearly every write anyway; --always-sample keeps it on.\n"
+      "Ctrl-C detaches; a started program runs on (the terminal's Ctrl-C reaches it too). SIGTERM or\n"
+      "SIGHUP also stop a program glass started.");
   auto o = std::make_shared<GlassOptions>();
   cmd->add_option("--pid", o->pid, "attach to this running process (ptrace injection, no cooperation)");
   cmd->add_option("command", o->command, "program and arguments to start and watch (after --)");

@@ -15,7 +15,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -699,6 +701,47 @@ TEST_F(GlassCli, ChecksumUnchangedAndNothingLeftAfterDetach) {
   EXPECT_FALSE(has_uffd_fd(workload.pid()));
   EXPECT_EQ(uw_mappings(workload.pid()), 0);
   EXPECT_FALSE(workload.wait(0ms).has_value()) << "the target died";
+}
+
+// A launched program goes with the monitor when something stops the monitor (SIGTERM from
+// `timeout` or a supervisor, SIGHUP from a closed terminal), and stays when the user only
+// detaches (SIGINT to the monitor alone; the terminal's Ctrl-C reaches the whole group).
+TEST_F(GlassCli, LaunchedTargetStopsWithTheMonitorButOutlivesADetach) {
+  for (int sig : {SIGTERM, SIGHUP, SIGINT}) {
+    SCOPED_TRACE(::sigabbrev_np(sig));
+    Proc glass({kHaywire, "glass", "--json", "--interval-ms", "50", "--", kWorkload, "sweep", "--size", "4M", "--rate",
+                "2000", "--duration-ms", "60000"});
+    std::optional<Region> region;
+    std::string err;
+    int seen = 0;
+    Pump pump;
+    pump.add(glass.out(), [&](const std::string& l) {
+      if (!l.empty() && l[0] == '{') {
+        ++seen;
+      } else if (auto r = parse_ready(l)) {
+        region = r;
+        glass.also_kill(r->pid);
+      }
+    });
+    pump.add(glass.err(), [&](const std::string& l) { err += l + "\n"; });
+    ASSERT_TRUE(pump.run_until([&] { return region.has_value() && seen >= 3; }, 20s)) << err;
+    glass.signal(sig);
+    if (sig == SIGINT) {
+      // The target still holds the monitor's stdout: no EOF, wait for the monitor instead.
+      const std::string kept = fmt::format("pid {} keeps running untracked", region->pid);
+      ASSERT_TRUE(pump.run_until([&] { return err.find(kept) != std::string::npos; }, 20s)) << err;
+      EXPECT_EQ(exit_code(glass.wait(10s)), 0) << err;
+      EXPECT_EQ(::kill(region->pid, 0), 0) << "the detached target is gone";
+    } else {
+      ASSERT_TRUE(pump.run_to_eof(20s)) << err;
+      EXPECT_EQ(exit_code(glass.wait(10s)), 0) << err;
+      EXPECT_NE(err.find(fmt::format("passed SIG{} on to pid {}", ::sigabbrev_np(sig), region->pid)), std::string::npos)
+          << err;
+      // Reaped by the monitor, not left to us (the subreaper) as a running orphan.
+      EXPECT_EQ(::kill(region->pid, 0), -1);
+      EXPECT_EQ(errno, ESRCH);
+    }
+  }
 }
 
 bool is_hex_page(const json& v) {
