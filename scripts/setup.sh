@@ -10,8 +10,8 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev libpng-dev
   # the default guest: QEMU, busybox for its initramfs, cpio to pack it
   qemu-system-x86 busybox-static cpio
-  # scripts/glass-overhead.sh: whole-run timing
-  hyperfine
+  # scripts/glass-overhead.sh, scripts/glass-slowdown.sh: whole-run timing
+  hyperfine time
 )
 
 # `setup.sh fuzz`: also the libFuzzer toolchain. Debian 12's default clang (14) cannot compile
