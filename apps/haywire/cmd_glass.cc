@@ -175,7 +175,7 @@ int run_glass(const GlassOptions& o) {
     if (json_out) {
       print_line(line);
     } else {
-      std::fprintf(stderr, tty ? "\r\033[K%s" : "%s\n", glass::to_line(r->telemetry).c_str());
+      std::fprintf(stderr, tty ? "\r\033[K%s" : "%s\n", glass::to_line(r->telemetry, r->sampling_paused).c_str());
     }
     if (!o.png.empty()) {
       if (auto w = render_to(o.png, o, *r, image); !w) {

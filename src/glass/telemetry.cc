@@ -46,10 +46,10 @@ nlohmann::json to_json(const GlassTelemetry& t) {
   };
 }
 
-std::string to_line(const GlassTelemetry& t) {
-  std::string line = t.mode == SamplingMode::kFull
-                         ? std::string("full")
-                         : fmt::format("sampled {:.0f}%", t.sampling_rate * 100.0);
+std::string to_line(const GlassTelemetry& t, bool sampling_paused) {
+  std::string line = t.mode == SamplingMode::kFull ? std::string("full")
+                     : sampling_paused             ? std::string("full (sampling paused)")
+                                                   : fmt::format("sampled {:.0f}%", t.sampling_rate * 100.0);
   line += fmt::format(" | {} faults/s | {} pages/s | ws {} pages | {} thr", compact(t.fault_rate),
                       compact(t.pages_written_per_s),
                       compact(static_cast<double>(t.working_set_pages)), t.active_threads);

@@ -61,6 +61,8 @@ TEST(Telemetry, OneLineForTheTerminal) {
   EXPECT_NE(line.find("F1 0.94 err 0.08"), std::string::npos) << line;
   EXPECT_NE(line.find("| AVALANCHE PHASE"), std::string::npos) << line;
   EXPECT_EQ(line.find('\n'), std::string::npos);
+  t.sampling_rate = 1.0;
+  EXPECT_EQ(to_line(t, true).rfind("full (sampling paused) | ", 0), 0u) << to_line(t, true);
   t.mode = SamplingMode::kFull;
   t.memory_avalanche_detected = false;
   EXPECT_EQ(to_line(t).rfind("full | ", 0), 0u);

@@ -52,6 +52,7 @@ nlohmann::json to_json(const GlassTelemetry& t);
 // One line for the live terminal, e.g.
 // "sampled 10% | 12.3k faults/s | 48.1k pages/s | ws 4.8k pages | 3 thr | F1 0.94 err 0.08 |
 //  order 8 | 17 events | 100 ms | AVALANCHE PHASE"
-std::string to_line(const GlassTelemetry& t);
+// While sampling is paused (sampled mode tracking in full) it begins "full (sampling paused)".
+std::string to_line(const GlassTelemetry& t, bool sampling_paused = false);
 
 }  // namespace haywire::glass
