@@ -87,9 +87,11 @@ class Sampler {
 };
 
 // Whether sampling pays for itself on the target as it runs now (docs/glass.md "Sampling
-// pauses"). Sampling saves the target the faults of the pages it writes outside the plan:
-// after an interval that armed everything only the plan stays armed (MonitorOptions::
-// disarm_after_full), so a page outside it faults at most once until a later plan covers it.
+// pauses"). Sampling saves the target the faults of the pages it writes outside the plan. By
+// default a page stays armed until written, so what sampling saves is the rewrites of pages no
+// plan re-armed; with MonitorOptions::disarm_after_full (--fewer-faults) only the plan stays
+// armed after an interval that armed everything, so a page outside it faults at most once
+// until a later plan covers it.
 // An idle process saves nothing either way, and one whose writes all land in the plan saves
 // little, while the monitor pays for plans and reconstruction on top of full tracking's walk.
 // So sampled mode pauses (tracks in full) while sampling saves little, and resumes when it
