@@ -48,6 +48,7 @@ struct GlassOptions {
   bool fewer_faults = false;
   std::uint64_t calibrate_every = 10;
   bool calibrate_fixed = false;  // --calibrate-every given: no back-off
+  double calibration_window = 0.25;
   std::uint64_t intervals = 0;  // 0: until the target exits or Ctrl-C
 };
 
@@ -134,6 +135,7 @@ int run_glass(const GlassOptions& o) {
   options.order = o.order;
   options.calibrate_every = o.calibrate_every;
   if (o.calibrate_fixed) options.calibrate_max_every = o.calibrate_every;
+  options.calibration_window = o.calibration_window;
   options.thread_sampling = !o.no_thread_sampling;
   options.follow_forks = o.follow_forks;
   options.pause_sampling = !o.always_sample;
@@ -237,8 +239,9 @@ void register_glass_command(CLI::App& app) {
       "  haywire glass --pid 1234 --png heat.png  attach to a running process, heat map every interval\n"
       "  haywire glass --pid 1234 --once --full --json\n"
       "Sampled mode (default) arms a fraction of the pages each interval and reconstructs the map;\n"
-      "a full interval measures the accuracy and adapts the rate: by default the 10th, then twice as\n"
-      "far apart (up to every 40th) while accuracy stays comfortable; --calibrate-every N fixes it.\n"
+      "a calibration interval also arms a quarter of the pages (--calibration-window), measures the\n"
+      "accuracy there and adapts the rate: by default the 10th, then twice as far apart (up to every\n"
+      "40th) while accuracy stays comfortable; --calibrate-every N fixes it.\n"
       "Sampling pauses (full tracking) while the target seldom writes a page twice in a row: it would\n"
       "fault on nearly every write anyway; --always-sample keeps it on.\n"
       "Ctrl-C detaches; a started program runs on (the terminal's Ctrl-C reaches it too). SIGTERM or\n"
@@ -254,8 +257,12 @@ void register_glass_command(CLI::App& app) {
                 "use the fewest plan ranges that keep F1 >= 0.97 at calibration (cheaper on workloads with "
                 "locality, less accuracy margin)");
   auto* every = cmd->add_option("--calibrate-every", o->calibrate_every,
-                                "every Nth interval is full, to measure accuracy, at a fixed pace (0: never; default "
-                                "10, backing off to 40 while accurate)");
+                                "every Nth interval calibrates (measures accuracy), at a fixed pace (0: never; "
+                                "default 10, backing off to 40 while accurate)");
+  cmd->add_option("--calibration-window", o->calibration_window,
+                  "share of the pages a calibration arms and measures, 0.01..1 (default 0.25, moving on each "
+                  "time; 1: every page, a full interval)")
+      ->check(CLI::Range(0.01, 1.0));
   cmd->add_flag("--always-sample", o->always_sample,
                 "keep sampling when it saves the target nothing (default: track in full while the target "
                 "seldom writes a page twice in a row, until it does)");

@@ -6,19 +6,26 @@
 
 #include <fmt/format.h>
 
+#include "haywire/glass/hilbert.h"
+
 namespace haywire::glass {
 
 Result<AccuracyReport> measure_accuracy(const DensityMap& estimate, const DensityMap& truth,
-                                        float hot_threshold) {
+                                        float hot_threshold, std::span<const std::uint8_t> mask) {
   if (estimate.order != truth.order || estimate.cells.size() != truth.cells.size()) {
     return fail(InvalidArgument{fmt::format(
         "cannot compare density maps of order {} ({} cells) and order {} ({} cells)",
         estimate.order, estimate.cells.size(), truth.order, truth.cells.size())});
   }
+  if (!mask.empty() && mask.size() != truth.cells.size()) {
+    return fail(InvalidArgument{fmt::format("a mask of {} cells for density maps of {} cells", mask.size(),
+                                            truth.cells.size())});
+  }
   AccuracyReport report;
   double error = 0.0;
   double total = 0.0;
   for (std::size_t i = 0; i < truth.cells.size(); ++i) {
+    if (!mask.empty() && mask[i] == 0) continue;
     const float e = estimate.cells[i];
     const float t = truth.cells[i];
     const bool est_hot = e >= hot_threshold;
@@ -78,6 +85,7 @@ bool CalibrationController::is_calibration(std::uint64_t interval) const {
 }
 
 bool CalibrationController::full_follows(std::uint64_t interval) const {
+  if (!whole_calibrations()) return false;
   if (!backs_off() || !is_calibration(interval)) return is_calibration(interval + 1);
   // `interval` is about to be calibrated: the next one is due at least `every` later (after a
   // miss), so only every == 1 can make interval + 1 full.
@@ -123,22 +131,83 @@ SamplePlan CalibrationController::sampled_plan(std::uint64_t interval) const {
 }
 
 SamplePlan CalibrationController::plan(std::uint64_t interval) const {
-  return is_calibration(interval) ? full_plan(grid_) : sampled_plan(interval);
+  if (!is_calibration(interval)) return sampled_plan(interval);
+  if (whole_calibrations()) return full_plan(grid_);
+  SamplePlan plan = sampled_plan(interval);
+  plan.ranges = union_of(plan.ranges, calibration_window());
+  plan.armed_pages = 0;
+  for (const PageIndexRange& r : plan.ranges) plan.armed_pages += r.count;
+  return plan;
+}
+
+std::vector<PageIndexRange> CalibrationController::calibration_window() const {
+  if (whole_calibrations() || grid_.page_count == 0) return full_plan(grid_).ranges;
+  // Blocks of whole cells over the cells that hold pages, one per stretch of `stride` cells,
+  // all at the same offset in their stretch; the offset moves on by a block per calibration.
+  const std::uint64_t ppc = std::max<std::uint64_t>(1, grid_.pages_per_cell);
+  const std::uint64_t cells = (grid_.page_count + ppc - 1) / ppc;
+  const double share = std::max(config_.window_share, 1e-6);
+  const std::uint64_t blocks = std::clamp<std::uint64_t>(config_.window_blocks, 1, cells);
+  const double stride = static_cast<double>(cells) / static_cast<double>(blocks);
+  const auto length = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(share * stride)));
+  const auto positions = static_cast<std::uint64_t>(std::ceil(stride / static_cast<double>(length)));
+  const std::uint64_t offset = (calibrations_ % std::max<std::uint64_t>(1, positions)) * length;
+  std::vector<PageIndexRange> window;
+  window.reserve(blocks);
+  for (std::uint64_t b = 0; b < blocks; ++b) {
+    const auto begin = static_cast<std::uint64_t>(std::floor(static_cast<double>(b) * stride));
+    const std::uint64_t end = b + 1 == blocks ? cells : static_cast<std::uint64_t>(std::floor(static_cast<double>(b + 1) * stride));
+    const std::uint64_t first = begin + offset;
+    if (first >= end) continue;
+    const std::uint64_t last = std::min(first + length, end);  // cells [first, last)
+    const std::uint64_t first_page = first * ppc;
+    const std::uint64_t end_page = std::min(last * ppc, grid_.page_count);
+    window.push_back(PageIndexRange{first_page, end_page - first_page});
+  }
+  return normalized(std::move(window));
+}
+
+std::vector<std::uint8_t> CalibrationController::window_mask(std::span<const PageIndexRange> window) const {
+  std::uint64_t covered = 0;
+  for (const PageIndexRange& r : window) covered += std::min(r.end(), grid_.page_count) - std::min(r.first, grid_.page_count);
+  if (covered >= grid_.page_count) return {};  // every page: a whole calibration
+  std::vector<std::uint8_t> mask(grid_.cell_count(), 0);
+  const std::uint64_t ppc = std::max<std::uint64_t>(1, grid_.pages_per_cell);
+  const auto table = grid_.order <= kMaxHilbertTableOrder ? hilbert_row_major_table(grid_.order)
+                                                          : std::span<const std::uint32_t>{};
+  for (const PageIndexRange& r : window) {
+    // The window is made of whole cells; a cell only partly inside (the line's last one, or a
+    // caller's window) is left out.
+    const std::uint64_t first = (r.first + ppc - 1) / ppc;
+    std::uint64_t last = r.end() / ppc;
+    if (r.end() == grid_.page_count && r.end() % ppc != 0) last += 1;  // the line's last cell, whole
+    for (std::uint64_t d = first; d < last && d < grid_.cell_count(); ++d) {
+      if (!table.empty()) {
+        mask[table[d]] = 1;
+      } else {
+        const Cell c = hilbert_d2xy(grid_.order, d);
+        mask[std::size_t{c.y} * (std::size_t{1} << grid_.order) + c.x] = 1;
+      }
+    }
+  }
+  return mask;
 }
 
 Result<AccuracyReport> CalibrationController::replay(const SamplePlan& plan, std::span<const PageIndexRange> written,
                                                      std::span<const PageIndexRange> still_armed,
-                                                     const DensityMap& full, DensityMap& reconstructed) {
+                                                     const DensityMap& full, std::span<const std::uint8_t> mask,
+                                                     DensityMap& reconstructed) {
   const std::vector<PageIndexRange> armed = union_of(plan.ranges, still_armed);
   auto stats = reconstructor_.reconstruct(
       live_.empty() ? observe(grid_, armed, written) : observe(grid_, armed, written, live_), reconstructed);
   if (!stats) return std::unexpected(stats.error());
-  return measure_accuracy(reconstructed, full, config_.hot_threshold);
+  return measure_accuracy(reconstructed, full, config_.hot_threshold, mask);
 }
 
 Result<void> CalibrationController::adapt_budget(std::uint64_t interval, std::span<const PageIndexRange> written,
                                                  std::span<const PageIndexRange> still_armed,
-                                                 const DensityMap& full, const AccuracyReport& current) {
+                                                 const DensityMap& full, std::span<const std::uint8_t> mask,
+                                                 const AccuracyReport& current) {
   const RangeBudgetConfig& cfg = config_.ranges;
   if (!cfg.adaptive || current.trivial()) return {};
   SamplerConfig sc = sampler_.config();
@@ -159,7 +228,7 @@ Result<void> CalibrationController::adapt_budget(std::uint64_t interval, std::sp
   DensityMap scratch;
   for (std::uint64_t phase = 0; phase < kPhases; ++phase) {
     const SamplePlan plan = Sampler(trial).plan(grid_, rate_.rate(), interval + phase);
-    auto accuracy = replay(plan, written, still_armed, full, scratch);
+    auto accuracy = replay(plan, written, still_armed, full, mask, scratch);
     if (!accuracy) return std::unexpected(accuracy.error());
     if (accuracy->f1 < config_.rate.comfortable_f1) return {};
   }
@@ -170,18 +239,29 @@ Result<void> CalibrationController::adapt_budget(std::uint64_t interval, std::sp
 Result<CalibrationResult> CalibrationController::calibrate(std::uint64_t interval,
                                                            std::span<const PageIndexRange> written,
                                                            std::span<const PageIndexRange> still_armed) {
+  return calibrate(interval, written, still_armed, calibration_window());
+}
+
+Result<CalibrationResult> CalibrationController::calibrate(std::uint64_t interval,
+                                                           std::span<const PageIndexRange> written,
+                                                           std::span<const PageIndexRange> still_armed,
+                                                           std::span<const PageIndexRange> window) {
   CalibrationResult result;
   result.rate_before = rate_.rate();
   result.ranges_before = range_budget();
-  const SamplePlan all = full_plan(grid_);
+  // The truth: what the window saw (every page armed there), 0 on the cells outside it.
+  const std::vector<std::uint8_t> mask = window_mask(window);
+  result.whole = mask.empty();
+  const std::vector<PageIndexRange> seen = result.whole ? std::vector<PageIndexRange>(written.begin(), written.end())
+                                                        : intersect(written, window);
+  result.full = exact_density(live_.empty() ? observe(grid_, window, seen) : observe(grid_, window, seen, live_));
   const SamplePlan sampled = sampled_plan(interval);
-  result.full = exact_density(live_.empty() ? observe(grid_, all.ranges, written)
-                                            : observe(grid_, all.ranges, written, live_));
-  auto accuracy = replay(sampled, written, still_armed, result.full, result.reconstructed);
+  auto accuracy = replay(sampled, written, still_armed, result.full, mask, result.reconstructed);
   if (!accuracy) return std::unexpected(accuracy.error());
   result.accuracy = *accuracy;
+  ++calibrations_;
   // The budget is judged at the rate this interval was planned with, before the rate moves.
-  if (auto adapted = adapt_budget(interval, written, still_armed, result.full, result.accuracy); !adapted)
+  if (auto adapted = adapt_budget(interval, written, still_armed, result.full, mask, result.accuracy); !adapted)
     return std::unexpected(adapted.error());
   result.rate_after = rate_.update(result.accuracy);
   result.ranges_after = range_budget();

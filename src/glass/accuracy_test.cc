@@ -1,10 +1,12 @@
 #include "haywire/glass/accuracy.h"
 
+#include <algorithm>
 #include <limits>
 
 #include <gtest/gtest.h>
 
 #include "glass/testing/synthetic_workload.h"
+#include "haywire/glass/hilbert.h"
 
 namespace haywire::glass {
 namespace {
@@ -104,15 +106,27 @@ TEST(AdaptiveRate, StaysWithinBoundsAndIgnoresTrivialIntervals) {
   EXPECT_DOUBLE_EQ(fixed.update(with_f1(0.0)), 0.10);
 }
 
-TEST(CalibrationController, EveryNthIntervalIsFull) {
+TEST(CalibrationController, EveryNthIntervalCalibrates) {
   const PageGrid grid = PageGrid::fit(6, 20'000);
   CalibrationController c(grid, CalibrationConfig{.every = 4});
   EXPECT_FALSE(c.is_calibration(0));
   EXPECT_TRUE(c.is_calibration(3));
   EXPECT_TRUE(c.is_calibration(7));
-  EXPECT_TRUE(c.plan(3).full(grid.page_count));
+  EXPECT_FALSE(c.whole_calibrations());
+  EXPECT_FALSE(c.full_follows(2)) << "a window, not a full interval";
+  // The calibration arms the sampled plan and the window: about 10 % + 25 % - their overlap.
+  const SamplePlan calibration = c.plan(3);
+  EXPECT_FALSE(calibration.full(grid.page_count));
+  EXPECT_EQ(calibration.ranges, union_of(c.sampled_plan(3).ranges, c.calibration_window()));
+  EXPECT_NEAR(static_cast<double>(calibration.armed_pages), 20'000 * (0.1 + 0.25 - 0.025), 400);
   EXPECT_FALSE(c.plan(4).full(grid.page_count));
   EXPECT_NEAR(static_cast<double>(c.plan(4).armed_pages), 2000, 2);
+  // Whole calibrations (window_share 1): a full interval.
+  CalibrationController whole(grid, CalibrationConfig{.every = 4, .window_share = 1.0});
+  EXPECT_TRUE(whole.whole_calibrations());
+  EXPECT_TRUE(whole.plan(3).full(grid.page_count));
+  EXPECT_TRUE(whole.full_follows(2));
+  EXPECT_FALSE(whole.plan(4).full(grid.page_count));
   CalibrationController never(grid, CalibrationConfig{.every = 0});
   EXPECT_FALSE(never.is_calibration(0));
   EXPECT_FALSE(never.is_calibration(99));
@@ -126,7 +140,7 @@ TEST(CalibrationController, BacksOffWhileAccurateAndReturnsOnAMiss) {
   using testing::Workload;
   const SyntheticWorkload steady(testing::WorkloadSpec{.kind = Workload::kSteadyHotSet});
   const PageGrid grid = PageGrid::fit(8, steady.spec().page_count);
-  CalibrationController c(grid, CalibrationConfig{.every = 10, .max_every = 40});
+  CalibrationController c(grid, CalibrationConfig{.every = 10, .max_every = 40, .window_share = 1.0});
   EXPECT_FALSE(c.is_calibration(8));
   ASSERT_TRUE(c.is_calibration(9));
   EXPECT_TRUE(c.is_calibration(10)) << "due until it happens";
@@ -214,10 +228,11 @@ TEST(CalibrationController, MeasuresTheSampledSubsetOfAFullInterval) {
   const testing::WorkloadSpec spec{.kind = Workload::kSteadyHotSet};
   const SyntheticWorkload workload(spec);
   const PageGrid grid = PageGrid::fit(8, spec.page_count);
-  CalibrationController c(grid, CalibrationConfig{.every = 10});
+  CalibrationController c(grid, CalibrationConfig{.every = 10, .window_share = 1.0});
   EXPECT_FALSE(c.last().has_value());
   auto result = c.calibrate(9, workload.written(9));
   ASSERT_TRUE(result.has_value()) << result.error().message();
+  EXPECT_TRUE(result->whole);
   // The full map is exact: the hot set is four blocks of 1024 cells written at p = 0.9.
   EXPECT_NEAR(static_cast<double>(result->accuracy.true_hot), 4096, 40);
   EXPECT_GE(result->accuracy.f1, 0.9);
@@ -226,11 +241,109 @@ TEST(CalibrationController, MeasuresTheSampledSubsetOfAFullInterval) {
   EXPECT_EQ(result->rate_before, 0.10);
 }
 
+// The window is a quarter of the line in 16 evenly spaced blocks of whole cells, and moves on
+// by a block at each calibration: four calibrations cover every page once.
+TEST(CalibrationController, WindowsCoverEveryCellOnceInTurn) {
+  const PageGrid grid = PageGrid::fit(8, 100'003);  // 2 pages per cell, the last cell partial
+  CalibrationController c(grid, CalibrationConfig{.every = 1});
+  std::vector<std::uint32_t> times(grid.page_count, 0);
+  for (std::uint64_t k = 0; k < 4; ++k) {
+    const std::vector<PageIndexRange> window = c.calibration_window();
+    EXPECT_EQ(window, normalized(window));
+    EXPECT_LE(window.size(), 16u);
+    EXPECT_GE(window.size(), 15u);
+    std::uint64_t pages = 0;
+    for (const PageIndexRange& r : window) {
+      EXPECT_EQ(r.first % grid.pages_per_cell, 0u) << "blocks start at a cell";
+      EXPECT_TRUE(r.end() % grid.pages_per_cell == 0 || r.end() == grid.page_count) << "and end at one";
+      pages += r.count;
+      for (std::uint64_t p = r.first; p < r.end(); ++p) ++times[p];
+    }
+    EXPECT_NEAR(static_cast<double>(pages), 0.25 * static_cast<double>(grid.page_count), 16.0 * 4 * static_cast<double>(grid.pages_per_cell))
+        << "calibration " << k;
+    ASSERT_TRUE(c.calibrate(k, {}).has_value());
+  }
+  EXPECT_EQ(std::count(times.begin(), times.end(), 1u), static_cast<std::ptrdiff_t>(grid.page_count))
+      << "every page once in four calibrations";
+  EXPECT_EQ(c.calibration_window(), CalibrationController(grid, CalibrationConfig{}).calibration_window())
+      << "then the cycle starts again";
+  // A line shorter than 16 cells: one block per cell at most, never an empty window.
+  CalibrationController tiny(PageGrid::fit(1, 3), CalibrationConfig{.every = 1});
+  EXPECT_FALSE(tiny.calibration_window().empty());
+}
+
+// A window calibration judges the reconstruction on the window's cells only: writes the plan
+// cannot see elsewhere do not count against it, and the window's own map is exact.
+TEST(CalibrationController, MeasuresAccuracyOnTheWindowOnly) {
+  const PageGrid grid = PageGrid::fit(8, 1 << 16);  // one page per cell
+  CalibrationController c(grid, CalibrationConfig{.every = 1, .rate = {.adaptive = false}});
+  const std::vector<PageIndexRange> window = c.calibration_window();
+  // The first half of every window block written (a hot area the plan sees), and outside the
+  // window single pages between the plan's runs (which no reconstruction can know).
+  std::vector<PageIndexRange> written;
+  std::uint64_t hot = 0;
+  for (const PageIndexRange& r : window) {
+    written.push_back({r.first, r.count / 2});
+    hot += r.count / 2;
+  }
+  const std::vector<PageIndexRange> plan = c.sampled_plan(0).ranges;
+  const std::vector<PageIndexRange> outside_plan = [&] {
+    std::vector<PageIndexRange> out;
+    std::uint64_t at = 0;
+    for (const PageIndexRange& r : union_of(plan, window)) {
+      if (r.first > at) out.push_back({at, r.first - at});
+      at = r.end();
+    }
+    if (at < grid.page_count) out.push_back({at, grid.page_count - at});
+    return out;
+  }();
+  for (const PageIndexRange& r : outside_plan) written.push_back({r.first, 1});
+  written = normalized(std::move(written));
+  auto result = c.calibrate(0, written);
+  ASSERT_TRUE(result.has_value()) << result.error().message();
+  EXPECT_FALSE(result->whole);
+  EXPECT_EQ(result->accuracy.true_hot, hot) << "only the window's cells are the truth";
+  EXPECT_GE(result->accuracy.f1, 0.9);
+  // The exact map is the window's: nothing outside it.
+  double outside = 0.0;
+  for (const PageIndexRange& r : outside_plan) {
+    for (std::uint64_t d = r.first; d < r.end(); ++d) {
+      const Cell cell = hilbert_d2xy(grid.order, d);
+      outside += result->full.at(cell.x, cell.y);
+    }
+  }
+  EXPECT_EQ(outside, 0.0);
+  // The same writes judged on every cell (a whole calibration) count the scattered pages.
+  CalibrationController whole(grid, CalibrationConfig{.every = 1, .window_share = 1.0, .rate = {.adaptive = false}});
+  auto all = whole.calibrate(0, written);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_GT(all->accuracy.true_hot, hot + outside_plan.size() / 2);
+}
+
+TEST(MeasureAccuracy, CountsOnlyTheMaskedCells) {
+  DensityMap truth(2), estimate(2);
+  truth.cells[0] = 1.0f;
+  estimate.cells[0] = 1.0f;
+  truth.cells[5] = 1.0f;  // missed, but masked out
+  std::vector<std::uint8_t> mask(16, 1);
+  mask[5] = 0;
+  auto masked = measure_accuracy(estimate, truth, kDefaultHotThreshold, mask);
+  ASSERT_TRUE(masked.has_value());
+  EXPECT_EQ(masked->true_hot, 1u);
+  EXPECT_DOUBLE_EQ(masked->f1, 1.0);
+  EXPECT_DOUBLE_EQ(masked->normalized_error, 0.0);
+  auto unmasked = measure_accuracy(estimate, truth);
+  ASSERT_TRUE(unmasked.has_value());
+  EXPECT_LT(unmasked->f1, 1.0);
+  EXPECT_FALSE(measure_accuracy(estimate, truth, kDefaultHotThreshold, std::vector<std::uint8_t>(15, 1)).has_value())
+      << "a mask of the wrong size";
+}
+
 TEST(CalibrationController, CountsOnlyLiveSlots) {
   // Half of the line is reserved for unmapped memory; the live half is written in full. With
   // the reserved slots counted as pages every density would be diluted below the hot threshold.
   const PageGrid grid = PageGrid::fit(4, 1024);  // 256 cells x 4 slots
-  CalibrationController c(grid, CalibrationConfig{.every = 1, .ranges = {.adaptive = false}});
+  CalibrationController c(grid, CalibrationConfig{.every = 1, .window_share = 1.0, .ranges = {.adaptive = false}});
   const std::vector<PageIndexRange> written = {{0, 512}};
   c.set_live({{0, 1024}});
   auto all_live = c.calibrate(0, written);

@@ -89,9 +89,11 @@ struct Monitor::State {
   std::uint64_t events = 0;
   std::vector<PageIndexRange> armed;  // slots armed this interval (sampled plan)
   // A calibration interval: the slots a sampled interval would have watched besides its plan
-  // (armed before the calibration armed everything), for the calibration's replay.
+  // (armed before the calibration armed its window or everything), for the calibration's replay.
   std::vector<PageIndexRange> still_armed;
   bool armed_full = true;
+  bool armed_window = false;  // this interval armed the plan and a calibration window:
+  std::vector<PageIndexRange> window;  // that window (slots)
   // Sampled mode: whether sampling pays (SamplingPause), fed from consecutive intervals of the
   // same kind; what the last interval wrote (slots) and whether it was full.
   SamplingPause pause;
@@ -139,12 +141,15 @@ struct Monitor::State {
     // While paused every interval is exact: calibrations wait (one that falls due meanwhile
     // runs when sampling resumes).
     paused = pause.paused();
+    const bool after_window = armed_window;
+    armed_window = false;
+    still_armed.clear();
+    const bool calibrating = !paused && controller->is_calibration(for_interval);
+    if (calibrating && tracker->sampled() && !relaid_out) {
+      if (auto known = tracker->known_armed(); known) still_armed = to_slots(layout, *known);
+    }
     if (paused || plan.full(controller->grid().page_count)) {
       armed.clear();
-      still_armed.clear();
-      if (tracker->sampled() && !relaid_out) {
-        if (auto known = tracker->known_armed(); known) still_armed = to_slots(layout, *known);
-      }
       // Also when the interval just closed was full: its scan may have only read (it expected
       // a sampled interval next), and set_full() re-arms exactly what is not armed then.
       if (auto r = tracker->set_full(); !r) return r;
@@ -156,17 +161,22 @@ struct Monitor::State {
       for (const auto& v : layout.ranges_of_slots(slots.first, slots.count)) ranges.push_back(PageRange{v.start, v.end});
     }
     std::sort(ranges.begin(), ranges.end(), [](const PageRange& a, const PageRange& b) { return a.start < b.start; });
-    // After an interval that armed every page (a calibration, a paused one, or the start, which
-    // interval 0 watched), only the plan stays armed: every other page would cost the target a
-    // fault at its next write, however late, and nobody reads it (on `sort`, ~40 % of its
-    // faults under glass). One un-protect per tracked range; the plan is then armed whole.
-    if (for_interval >= 1 && (armed_full || for_interval == 1) && options.disarm_after_full) {
+    // After an interval that armed every page (a full calibration, a paused one, or the start,
+    // which interval 0 watched) or a calibration window, only the plan stays armed: every other
+    // page would cost the target a fault at its next write, however late, and nobody reads it
+    // (on `sort`, ~40 % of its faults under glass). One un-protect per tracked range; the plan
+    // is then armed whole.
+    if (for_interval >= 1 && (armed_full || after_window || for_interval == 1) && options.disarm_after_full) {
       if (auto r = tracker->disarm(); !r) return r;
     }
     armed = std::move(plan.ranges);
     armed_full = false;
+    armed_window = calibrating;
+    if (calibrating) window = controller->calibration_window();
     if (auto r = tracker->set_sampled(std::move(ranges)); !r) return r;
-    if (const Tracker::Arming& a = tracker->last_arming(); a.informed) controller->note_arming(a.ranges, a.rearmed);
+    // The window's re-protects are the calibration's, not what the plan costs per interval.
+    if (const Tracker::Arming& a = tracker->last_arming(); a.informed && !calibrating)
+      controller->note_arming(a.ranges, a.rearmed);
     return {};
   }
 
@@ -196,6 +206,7 @@ struct Monitor::State {
       CalibrationConfig config;
       config.every = options.calibrate_every;
       config.max_every = options.calibrate_max_every;
+      config.window_share = options.calibration_window;
       config.hold_intervals = options.hold_intervals;
       config.rate.initial_rate = std::clamp(options.sampling_rate, kMinSamplingRate, kMaxSamplingRate);
       config.rate.adaptive = options.adaptive;
@@ -483,10 +494,17 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
     t.sampling_rate = 1.0;
   } else {
     auto slots = to_slots(s.layout, scan->written);
-    if (s.armed_full && !s.paused && s.controller->is_calibration(s.interval)) {
+    std::optional<CalibrationResult> calibration;
+    // A window armed on the layout before a relayout covers other slots now: calibrate later.
+    if ((s.armed_full || (s.armed_window && !s.relaid_out)) && !s.paused && s.controller->is_calibration(s.interval)) {
       report.calibration = true;
-      auto calibration = s.controller->calibrate(s.interval, slots, s.still_armed);
-      if (!calibration) return std::unexpected(calibration.error());
+      auto calibrated =
+          s.controller->calibrate(s.interval, slots, s.still_armed,
+                                  s.armed_full ? full_plan(s.controller->grid()).ranges : s.window);
+      if (!calibrated) return std::unexpected(calibrated.error());
+      calibration = std::move(*calibrated);
+    }
+    if (calibration && calibration->whole) {
       report.density = std::move(calibration->full);
       t.pages_written_per_s = t.fault_rate;
       t.working_set_pages = scan->written_pages;
@@ -514,7 +532,8 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
       if (!stats) return std::unexpected(stats.error());
       t.pages_written_per_s = stats->estimated_written_pages / seconds;
       t.working_set_pages = static_cast<std::uint64_t>(stats->estimated_written_pages + 0.5);
-      if (s.last_kind == State::Kind::kSampled)
+      // A calibration window saw more than the plan would have: not a measure of the saving.
+      if (s.last_kind == State::Kind::kSampled && !calibration)
         s.pause.note_sampled(static_cast<double>(scan->written_pages), stats->estimated_written_pages);
     }
     if (s.armed_full && s.last_kind == State::Kind::kFull) {

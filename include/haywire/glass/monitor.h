@@ -27,10 +27,13 @@ struct MonitorOptions {
   double sampling_rate = 0.10;    // initial rate in sampled mode
   bool adaptive = true;           // adjust the rate from calibration accuracy
   bool adaptive_ranges = false;   // adjust the plan's range budget too (RangeBudgetConfig)
-  std::uint64_t calibrate_every = 10;  // every Nth interval is full (sampled mode); 0 never
+  std::uint64_t calibrate_every = 10;  // every Nth interval calibrates (sampled mode); 0 never
   // While calibrations stay comfortable the gap doubles up to this (CalibrationConfig::
   // max_every); <= calibrate_every keeps the schedule fixed.
   std::uint64_t calibrate_max_every = 40;
+  // The share of the pages a calibration arms and measures accuracy on (CalibrationConfig::
+  // window_share); >= 1: every page (full calibration intervals).
+  double calibration_window = 0.25;
   // Track in full while sampling saves the target few faults (SamplingPause, sampling.h).
   bool pause_sampling = true;
   // Sampled mode: after an interval that armed every page, un-protect all but the next plan
@@ -50,7 +53,7 @@ struct MonitorOptions {
 struct IntervalReport {
   std::uint64_t index = 0;
   std::chrono::nanoseconds length{0};
-  bool calibration = false;              // a full interval of sampled mode
+  bool calibration = false;              // sampled mode measured its accuracy (a window or all armed)
   bool sampling_paused = false;          // sampled mode tracked in full: sampling saved little
   std::vector<VirtRange> written;        // pages written among the armed ones (coalesced)
   std::uint64_t written_pages = 0;
