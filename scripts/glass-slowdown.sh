@@ -86,22 +86,22 @@ run() {
 
 echo "program: $*"
 echo "rounds: $rounds; variants: plain ${variants[*]}"
-printf '%-5s %-20s %8s %8s %8s %10s\n' round variant wall_s user_s sys_s faults
+printf '%-5s %-24s %8s %8s %8s %10s\n' round variant wall_s user_s sys_s faults
 : >"$work/all"
 for ((r = 1; r <= rounds; r++)); do
   for v in plain "${variants[@]}"; do
     run "$v" "$@"
     read -r wall user sys faults < <(tail -n 1 "$work/time")
-    printf '%-5s %-20s %8s %8s %8s %10s\n' "$r" "$v" "$wall" "$user" "$sys" "$faults"
-    echo "$r $v $wall $user $sys $faults" >>"$work/all"
+    printf '%-5s %-24s %8s %8s %8s %10s\n' "$r" "$v" "$wall" "$user" "$sys" "$faults"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$v" "$wall" "$user" "$sys" "$faults" >>"$work/all"
   done
 done
 echo
-echo "change against the same round's plain run, as % of its wall time: mean +- standard error (median)"
-awk '
-  $2 == "plain" { pw[$1] = $3; pu[$1] = $4; ps[$1] = $5; next }
+echo "change against the same round's plain run, as % of its wall time: mean +- standard error (median); mean faults"
+awk -F '\t' '
+  $2 == "plain" { pw[$1] = $3; pu[$1] = $4; ps[$1] = $5; faults["plain"] += $6; runs["plain"]++; next }
   {
-    v = $2; n[v]++; k = n[v]
+    v = $2; n[v]++; k = n[v]; faults[v] += $6
     x["wall", v, k] = ($3 - pw[$1]) / pw[$1] * 100
     x["sys", v, k] = ($5 - ps[$1]) / pw[$1] * 100
     x["user", v, k] = ($4 - pu[$1]) / pw[$1] * 100
@@ -113,8 +113,9 @@ awk '
     return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
   }
   END {
+    printf "%-24s  faults %.0f\n", "plain", faults["plain"] / runs["plain"]
     for (o = 1; o <= nv; o++) {
-      v = order[o]; m = n[v]; line = sprintf("%-20s", v)
+      v = order[o]; m = n[v]; line = sprintf("%-24s", v)
       split("wall sys user", whats, " ")
       for (w = 1; w <= 3; w++) {
         what = whats[w]; s = 0; ss = 0
@@ -124,6 +125,6 @@ awk '
         se = m > 1 ? sqrt(ss / (m - 1) / m) : 0
         line = line sprintf("  %s %+.1f +- %.1f (%+.1f)", what, mean, se, sorted_median(what, v, m))
       }
-      print line
+      print line sprintf("  faults %.0f", faults[v] / m)
     }
   }' "$work/all"
