@@ -861,7 +861,8 @@ TEST_F(GlassCli, Errors) {
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{}, {"--pid", "1", "--", "/bin/true"}, {"--interval-ms", "5", "--", "/bin/true"},
         {"--rate", "0.9", "--", "/bin/true"}, {"--order", "13", "--", "/bin/true"}, {"--no-such-option"},
-        {"--once", "--", "/bin/true"}}) {
+        {"--once", "--", "/bin/true"}, {"--calibration-window", "0", "--", "/bin/true"},
+        {"--calibration-window", "1.5", "--", "/bin/true"}}) {
     err.clear();
     EXPECT_EQ(run_glass(bad, err), 2) << json(bad).dump() << ": " << err;
   }
