@@ -167,29 +167,16 @@ std::vector<PageIndexRange> CalibrationController::calibration_window() const {
   return normalized(std::move(window));
 }
 
-std::vector<std::uint8_t> CalibrationController::window_mask(std::span<const PageIndexRange> window) const {
-  std::uint64_t covered = 0;
-  for (const PageIndexRange& r : window) covered += std::min(r.end(), grid_.page_count) - std::min(r.first, grid_.page_count);
-  if (covered >= grid_.page_count) return {};  // every page: a whole calibration
-  std::vector<std::uint8_t> mask(grid_.cell_count(), 0);
-  const std::uint64_t ppc = std::max<std::uint64_t>(1, grid_.pages_per_cell);
-  const auto table = grid_.order <= kMaxHilbertTableOrder ? hilbert_row_major_table(grid_.order)
-                                                          : std::span<const std::uint32_t>{};
-  for (const PageIndexRange& r : window) {
-    // The window is made of whole cells; a cell only partly inside (the line's last one, or a
-    // caller's window) is left out.
-    const std::uint64_t first = (r.first + ppc - 1) / ppc;
-    std::uint64_t last = r.end() / ppc;
-    if (r.end() == grid_.page_count && r.end() % ppc != 0) last += 1;  // the line's last cell, whole
-    for (std::uint64_t d = first; d < last && d < grid_.cell_count(); ++d) {
-      if (!table.empty()) {
-        mask[table[d]] = 1;
-      } else {
-        const Cell c = hilbert_d2xy(grid_.order, d);
-        mask[std::size_t{c.y} * (std::size_t{1} << grid_.order) + c.x] = 1;
-      }
-    }
-  }
+std::vector<std::uint8_t> CalibrationController::window_mask(const Observation& truth) const {
+  // A cell is measured when the window armed every (live) page of it; none but whole cells
+  // are, by construction, except a caller's own window.
+  const auto measured = [&](std::size_t d) { return truth.pages[d] > 0 && truth.armed[d] == truth.pages[d]; };
+  bool whole = true;
+  for (std::size_t d = 0; d < truth.pages.size() && whole; ++d) whole = truth.pages[d] == 0 || measured(d);
+  if (whole) return {};
+  std::vector<std::uint8_t> mask(truth.pages.size(), 0);
+  const std::span<const std::uint32_t> grid_index = hilbert_row_major_table(truth.order);
+  for (std::size_t d = 0; d < truth.pages.size(); ++d) mask[grid_index[d]] = measured(d) ? 1 : 0;
   return mask;
 }
 
@@ -250,11 +237,10 @@ Result<CalibrationResult> CalibrationController::calibrate(std::uint64_t interva
   result.rate_before = rate_.rate();
   result.ranges_before = range_budget();
   // The truth: what the window saw (every page armed there), 0 on the cells outside it.
-  const std::vector<std::uint8_t> mask = window_mask(window);
+  const Observation truth = live_.empty() ? observe(grid_, window, written) : observe(grid_, window, written, live_);
+  const std::vector<std::uint8_t> mask = window_mask(truth);
   result.whole = mask.empty();
-  const std::vector<PageIndexRange> seen = result.whole ? std::vector<PageIndexRange>(written.begin(), written.end())
-                                                        : intersect(written, window);
-  result.full = exact_density(live_.empty() ? observe(grid_, window, seen) : observe(grid_, window, seen, live_));
+  result.full = exact_density(truth);
   const SamplePlan sampled = sampled_plan(interval);
   auto accuracy = replay(sampled, written, still_armed, result.full, mask, result.reconstructed);
   if (!accuracy) return std::unexpected(accuracy.error());

@@ -92,8 +92,8 @@ struct Monitor::State {
   // (armed before the calibration armed its window or everything), for the calibration's replay.
   std::vector<PageIndexRange> still_armed;
   bool armed_full = true;
-  bool armed_window = false;  // this interval armed the plan and a calibration window:
-  std::vector<PageIndexRange> window;  // that window (slots)
+  // The calibration window (slots) this interval armed with its plan; empty when it armed none.
+  std::vector<PageIndexRange> window;
   // Sampled mode: whether sampling pays (SamplingPause), fed from consecutive intervals of the
   // same kind; what the last interval wrote (slots) and whether it was full.
   SamplingPause pause;
@@ -141,8 +141,8 @@ struct Monitor::State {
     // While paused every interval is exact: calibrations wait (one that falls due meanwhile
     // runs when sampling resumes).
     paused = pause.paused();
-    const bool after_window = armed_window;
-    armed_window = false;
+    const bool after_window = !window.empty();
+    window.clear();
     still_armed.clear();
     const bool calibrating = !paused && controller->is_calibration(for_interval);
     if (calibrating && tracker->sampled() && !relaid_out) {
@@ -171,7 +171,6 @@ struct Monitor::State {
     }
     armed = std::move(plan.ranges);
     armed_full = false;
-    armed_window = calibrating;
     if (calibrating) window = controller->calibration_window();
     if (auto r = tracker->set_sampled(std::move(ranges)); !r) return r;
     // The window's re-protects are the calibration's, not what the plan costs per interval.
@@ -496,7 +495,7 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
     auto slots = to_slots(s.layout, scan->written);
     std::optional<CalibrationResult> calibration;
     // A window armed on the layout before a relayout covers other slots now: calibrate later.
-    if ((s.armed_full || (s.armed_window && !s.relaid_out)) && !s.paused && s.controller->is_calibration(s.interval)) {
+    if ((s.armed_full || (!s.window.empty() && !s.relaid_out)) && !s.paused && s.controller->is_calibration(s.interval)) {
       report.calibration = true;
       auto calibrated =
           s.controller->calibrate(s.interval, slots, s.still_armed,

@@ -252,9 +252,9 @@ class CalibrationController {
 
   [[nodiscard]] bool backs_off() const { return config_.every > 0 && config_.max_every > config_.every; }
 
-  // Row-major mask of the cells the window covers whole (sorted, disjoint window); empty when
-  // it covers every page (a whole calibration).
-  [[nodiscard]] std::vector<std::uint8_t> window_mask(std::span<const PageIndexRange> window) const;
+  // Row-major mask of the cells whose every page the window armed (`truth`: the window's
+  // observation); empty when that is every cell (a whole calibration).
+  [[nodiscard]] std::vector<std::uint8_t> window_mask(const Observation& truth) const;
   Result<AccuracyReport> replay(const SamplePlan& plan, std::span<const PageIndexRange> written,
                                 std::span<const PageIndexRange> still_armed, const DensityMap& full,
                                 std::span<const std::uint8_t> mask, DensityMap& reconstructed);
