@@ -178,9 +178,19 @@ TEST(Bridge, SnapshotsOfTheLiveGuestAreConsistentAndSeeChanges) {
   auto ra = guest::take_snapshot(ram, a);
   ASSERT_TRUE(ra.has_value());
   std::this_thread::sleep_for(500ms);
-  auto rb = guest::take_snapshot(ram, b);
-  ASSERT_TRUE(rb.has_value());
-  EXPECT_TRUE(rb->consistent);
+  // A running guest can rewrite a page through every re-copy of it (under TCG on a loaded
+  // host one rewrite spans several); the snapshot then names it torn. That is rare (seen once
+  // in a CI run beside other tests, never alone): one of three snapshots must be whole, and a
+  // torn one names only a few pages.
+  bool whole = false;
+  for (int attempt = 0; attempt < 3 && !whole; ++attempt) {
+    auto rb = guest::take_snapshot(ram, b);
+    ASSERT_TRUE(rb.has_value());
+    whole = rb->consistent;
+    EXPECT_EQ(whole, rb->torn_pages.empty());
+    EXPECT_LE(rb->torn_pages.size(), 8u) << "attempt " << attempt;
+  }
+  EXPECT_TRUE(whole);
   auto changed = guest::changed_pages(a, b);
   ASSERT_TRUE(changed.has_value());
   EXPECT_GT(changed->size(), 0u) << "a running kernel writes some memory every 500 ms";
