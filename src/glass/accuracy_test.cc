@@ -222,6 +222,22 @@ TEST(CalibrationController, HoldsAPlanAndCapsTheNextOne) {
   EXPECT_EQ(c.plan(25).ranges, next.ranges);
 }
 
+// The defaults: a plan is held for 50 intervals (each new plan re-protects most of its ranges
+// at once, one TLB shootdown each), and the cap aims at 32 re-protects per interval.
+TEST(CalibrationController, DefaultsHoldFiftyIntervalsAndAimAt32ReprotectsAnInterval) {
+  const PageGrid grid = PageGrid::fit(7, 16384);
+  CalibrationController c(grid);
+  const SamplePlan first = c.sampled_plan(0);
+  c.note_arming(first.ranges.size(), first.ranges.size());  // the first arming: not counted
+  for (int k = 0; k < 30; ++k) c.note_arming(1000, 100);    // share 0.1
+  EXPECT_NEAR(c.rearm_share(), 0.1, 1e-6);
+  EXPECT_NEAR(static_cast<double>(c.cost_cap()), 320.0, 1.0);
+  EXPECT_EQ(c.sampled_plan(49).ranges, first.ranges);
+  const SamplePlan next = c.sampled_plan(50);
+  EXPECT_NE(next.ranges, first.ranges);
+  EXPECT_LE(next.ranges.size(), 321u);
+}
+
 TEST(CalibrationController, MeasuresTheSampledSubsetOfAFullInterval) {
   using testing::SyntheticWorkload;
   using testing::Workload;

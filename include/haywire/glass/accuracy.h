@@ -108,13 +108,15 @@ struct RangeBudgetConfig {
 
 // The cost cap on a plan's ranges. Arming a plan re-protects each range that holds pages
 // written since they were last armed, and each such call ends in a TLB flush of the target's
-// CPUs (~9 µs of its time here) whatever the range's length. The share of ranges that need it
+// CPUs (10-15 µs of its time here, in a VM) whatever the range's length. The share of ranges that need it
 // is measured at every arming (a moving average); the plan then gets at most
 // max(min_ranges, max_rearms / share) ranges. A process that writes everywhere gets fewer,
 // longer runs (its density is broad, so coarser samples reconstruct it); one that writes in a
 // few places keeps the full budget, since few of its ranges need re-arming.
 struct RearmCostConfig {
-  std::uint64_t max_rearms = 64;  // per interval; 0: no cap
+  // Per interval; 0: no cap. 32 shootdowns are ~0.4 % of the target's 100 ms (64 until
+  // session 11: on `sort` the plan's re-protects were then most of its ~1,000 shootdowns/s).
+  std::uint64_t max_rearms = 32;
   std::uint64_t min_ranges = 64;
 };
 
@@ -135,7 +137,10 @@ struct CalibrationConfig {
   // seconds faults on its plan's pages only, not on every page once per rotation. Within the
   // hold the plan changes only when the rate, the grid or the range budget does; the cost cap
   // applies from the next plan. 1: a new phase (and the current cap) every interval.
-  std::uint64_t hold_intervals = 20;
+  // A new plan's first arming re-protects most of its ranges, one TLB shootdown each (~1,000
+  // on a process that rewrites its memory every few seconds, ~10 ms of its time), so plans
+  // are held long: at 20 intervals those re-plans were half the target's shootdowns.
+  std::uint64_t hold_intervals = 50;
   // The share of the page line a calibration arms and measures, besides the sampled plan:
   // `window_blocks` evenly spaced blocks of whole cells, moved on by one block length per
   // calibration so that ceil(1 / window_share) calibrations cover every cell once. Each page

@@ -43,7 +43,7 @@ struct MonitorOptions {
   // monitor several times more (docs/PERFORMANCE.md section 7). `haywire glass --fewer-faults`.
   bool disarm_after_full = false;
   // Sampled mode: intervals a plan is held (CalibrationConfig::hold_intervals).
-  std::uint64_t hold_intervals = 20;
+  std::uint64_t hold_intervals = 50;
   unsigned order = 0;             // Hilbert order of the grid; 0 chooses from the tracked size
   bool thread_sampling = true;    // per-thread attribution (needs full userfaultfds)
   bool follow_forks = false;
