@@ -5,16 +5,19 @@
 // (the default) writes one 8-byte word of a random page of SIZE MiB: every page is written many
 // times per 100 ms interval, the worst case for write tracking. `--workload sort` fills 512 KiB
 // chunks of SIZE MiB in turn with random numbers and sorts each (std::sort), counting the
-// numbers sorted: a moving hot set of ~2,500 pages per interval, the pattern of a sort's run
-// formation, the ordinary case. Each round measures its write rate unwatched (1.5 s), watched by
+// numbers sorted: a moving hot set of ~3,500 pages per interval, each page rewritten every ~2 s
+// at 256 MiB, the pattern of a sort's run formation: the ordinary case. Each round measures its
+// rate of work unwatched (1.5 s), watched by
 // `haywire glass --pid CHILD --interval-ms 100 --intervals N [GLASS OPTIONS]` (from 0.5 s after
 // the attach to 0.5 s before the end; N = 30 by default), and unwatched again; the round's change
 // is watched / mean(unwatched) - 1.
 // Whole-program timings on this machine drift by +-15 % between runs; adjacent windows of one
-// process do not, which is why this compares windows and reports the median round.
+// process do not, which is why this compares windows and reports the median round (and the mean
+// and its standard error). Use --intervals 100 or more for sampled mode: the attach arms every
+// page, and the sort workload takes ~2 s to write them all once.
 //
-// Usage: glass_onoff_benchmark [--workload random|sort] [--haywire PATH] [--size MiB] [--rounds N] [--intervals N]
-//                              [-- GLASS OPTIONS...]
+// Usage: glass_onoff_benchmark [--workload random|sort] [--haywire PATH (another build's CLI)]
+//                              [--size MiB] [--rounds N] [--intervals N] [-- GLASS OPTIONS...]
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
