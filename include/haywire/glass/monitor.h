@@ -14,6 +14,7 @@
 
 #include "haywire/base/error.h"
 #include "haywire/base/types.h"
+#include "haywire/glass/accuracy.h"
 #include "haywire/glass/density.h"
 #include "haywire/glass/layout.h"
 #include "haywire/glass/render.h"
@@ -24,16 +25,17 @@ namespace haywire::glass {
 struct MonitorOptions {
   std::chrono::milliseconds interval{100};
   bool full = false;              // arm every page every interval (else sampled + calibration)
-  double sampling_rate = 0.10;    // initial rate in sampled mode
+  double sampling_rate = kDefaultSamplingRate;  // initial rate in sampled mode
   bool adaptive = true;           // adjust the rate from calibration accuracy
   bool adaptive_ranges = false;   // adjust the plan's range budget too (RangeBudgetConfig)
-  std::uint64_t calibrate_every = 10;  // every Nth interval calibrates (sampled mode); 0 never
+  // Every Nth interval calibrates (sampled mode); 0 never.
+  std::uint64_t calibrate_every = CalibrationConfig{}.every;
   // While calibrations stay comfortable the gap doubles up to this (CalibrationConfig::
   // max_every); <= calibrate_every keeps the schedule fixed.
   std::uint64_t calibrate_max_every = 40;
   // The share of the pages a calibration arms and measures accuracy on (CalibrationConfig::
   // window_share); >= 1: every page (full calibration intervals).
-  double calibration_window = 0.25;
+  double calibration_window = CalibrationConfig{}.window_share;
   // Track in full while sampling saves the target few faults (SamplingPause, sampling.h).
   bool pause_sampling = true;
   // Sampled mode: after an interval that armed every page, un-protect all but the next plan
@@ -43,7 +45,7 @@ struct MonitorOptions {
   // monitor several times more (docs/PERFORMANCE.md section 7). `haywire glass --fewer-faults`.
   bool disarm_after_full = false;
   // Sampled mode: intervals a plan is held (CalibrationConfig::hold_intervals).
-  std::uint64_t hold_intervals = 50;
+  std::uint64_t hold_intervals = CalibrationConfig{}.hold_intervals;
   unsigned order = 0;             // Hilbert order of the grid; 0 chooses from the tracked size
   bool thread_sampling = true;    // per-thread attribution (needs full userfaultfds)
   bool follow_forks = false;
