@@ -31,9 +31,9 @@ constexpr std::chrono::seconds kTargetStopGrace{10};
 struct GlassOptions {
   int pid = 0;
   std::vector<std::string> command;
-  int interval_ms = 100;
+  int interval_ms = static_cast<int>(glass::MonitorOptions{}.interval.count());
   bool full = false;
-  double rate = 0.10;
+  double rate = glass::MonitorOptions{}.sampling_rate;
   bool fixed_rate = false;
   bool adaptive_ranges = false;
   unsigned order = 0;
@@ -46,9 +46,9 @@ struct GlassOptions {
   bool no_thread_sampling = false;
   bool always_sample = false;
   bool fewer_faults = false;
-  std::uint64_t calibrate_every = 10;
+  std::uint64_t calibrate_every = glass::MonitorOptions{}.calibrate_every;
   bool calibrate_fixed = false;  // --calibrate-every given: no back-off
-  double calibration_window = 0.25;
+  double calibration_window = glass::MonitorOptions{}.calibration_window;
   std::uint64_t intervals = 0;  // 0: until the target exits or Ctrl-C
 };
 
