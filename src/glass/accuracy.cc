@@ -92,6 +92,13 @@ bool CalibrationController::full_follows(std::uint64_t interval) const {
   return config_.every == 1;
 }
 
+std::uint64_t CalibrationController::unarmed_horizon() const {
+  if (config_.every == 0) return std::max<std::uint64_t>(1, config_.hold_intervals);
+  const double share = std::clamp(config_.window_share, 1e-3, 1.0);
+  const auto windows = static_cast<std::uint64_t>(std::ceil(1.0 / share));
+  return std::max<std::uint64_t>(1, calibration_gap() * windows);
+}
+
 void CalibrationController::note_arming(std::uint64_t ranges, std::uint64_t rearmed) {
   // A held plan's first arming re-protects every range over memory written since its pages
   // were last armed: a one-off, not what the plan costs per interval while it is held.

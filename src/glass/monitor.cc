@@ -95,12 +95,14 @@ struct Monitor::State {
   // The calibration window (slots) this interval armed with its plan; empty when it armed none.
   std::vector<PageIndexRange> window;
   // Sampled mode: whether sampling pays (SamplingPause), fed from consecutive intervals of the
-  // same kind; what the last interval wrote (slots) and whether it was full.
+  // same kind; whether the last interval was full, the last one that armed every page, and
+  // when each slot was last seen written.
   SamplingPause pause;
   bool paused = false;  // this interval is full because sampling is paused
   enum class Kind { kNone, kFull, kSampled };
   Kind last_kind = Kind::kFull;  // the start armed every page, like a full interval
-  std::vector<PageIndexRange> last_written;
+  std::uint64_t last_armed_all = 0;
+  WriteHistory history;
   bool relaid_out = false;  // the last refresh replaced the layout (armed slots are stale)
   bool thread_sampling = false;
   bool exited = false;
@@ -199,6 +201,12 @@ struct Monitor::State {
     if (relaid_out || update->rescaled) {
       avalanche.reset();
       phase.reset();
+    }
+    // Slots keep their pages unless the layout was replaced.
+    if (relaid_out) {
+      history.reset(layout.line_pages());
+    } else {
+      history.grow(layout.line_pages());
     }
     PageGrid grid = grid_of(layout);
     if (!controller) {
@@ -493,6 +501,8 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
     t.sampling_rate = 1.0;
   } else {
     auto slots = to_slots(s.layout, scan->written);
+    const WriteHistory::Rewrites rewrites =
+        s.history.record(s.interval, slots, s.controller->unarmed_horizon(), s.last_armed_all);
     std::optional<CalibrationResult> calibration;
     // A window armed on the layout before a relayout covers other slots now: calibrate later.
     if ((s.armed_full || (!s.window.empty() && !s.relaid_out)) && !s.paused && s.controller->is_calibration(s.interval)) {
@@ -533,25 +543,23 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
       t.working_set_pages = static_cast<std::uint64_t>(stats->estimated_written_pages + 0.5);
       // A calibration window saw more than the plan would have: not a measure of the saving.
       if (s.last_kind == State::Kind::kSampled && !calibration)
-        s.pause.note_sampled(static_cast<double>(scan->written_pages), stats->estimated_written_pages);
+        s.pause.note_sampled(static_cast<double>(scan->written_pages), stats->estimated_written_pages,
+                             static_cast<double>(rewrites.before));
     }
     if (s.armed_full && s.last_kind == State::Kind::kFull) {
       // Sampling would spare every page written outside its plan when the rest is disarmed;
-      // without that, only the pages written again soon (they would still be unarmed).
-      std::uint64_t spared = scan->written_pages;
-      if (!s.options.disarm_after_full) {
-        spared = 0;
-        for (const PageIndexRange& r : intersect(slots, s.last_written)) spared += r.count;
-      }
+      // without that, only the pages written again before a calibration window or a new plan
+      // would have armed them again (they would still be unarmed).
+      const std::uint64_t spared = s.options.disarm_after_full ? scan->written_pages : rewrites.recent;
       s.pause.note_full(scan->written_pages, spared, s.controller->rate());
     }
+    if (s.armed_full) s.last_armed_all = s.interval;
     // An interval after the layout was replaced compares with nothing (its slots moved).
     if (s.relaid_out) {
       s.last_kind = State::Kind::kNone;
     } else {
       s.last_kind = s.armed_full ? State::Kind::kFull : State::Kind::kSampled;
     }
-    s.last_written = s.armed_full ? std::move(slots) : std::vector<PageIndexRange>{};
     report.sampling_paused = s.paused;
     t.sampling_rate = s.paused ? 1.0 : s.controller->rate();
     if (const auto& last = s.controller->last(); last) {

@@ -45,10 +45,10 @@ std::uint32_t PageGrid::pages_in(std::uint64_t d) const {
   return static_cast<std::uint32_t>(std::min(pages_per_cell, page_count - first));
 }
 
-void SamplingPause::note_sampled(double seen, double estimated) {
+void SamplingPause::note_sampled(double seen, double estimated, double rearmed_by_full) {
   if (!config_.enabled || paused_) return;
   const double written = std::max(estimated, seen);
-  const double saved = written - seen;
+  const double saved = written - seen + std::clamp(rearmed_by_full, 0.0, seen);
   // Nothing written saves nothing: an idle process is tracked in full as cheaply as anything.
   streak_ = written < config_.min_pages || saved <= config_.pause_below * written ? streak_ + 1 : 0;
   if (streak_ >= config_.pause_after) {
@@ -67,6 +67,38 @@ void SamplingPause::note_full(std::uint64_t written, std::uint64_t spared, doubl
     paused_ = false;
     streak_ = 0;
   }
+}
+
+void WriteHistory::reset(std::uint64_t slots) {
+  stamps_.assign(slots, 0);
+}
+
+void WriteHistory::grow(std::uint64_t slots) {
+  if (slots > stamps_.size()) stamps_.resize(slots, 0);
+}
+
+WriteHistory::Rewrites WriteHistory::record(std::uint64_t interval, std::span<const PageIndexRange> written,
+                                            std::uint64_t horizon, std::uint64_t armed_all) {
+  Rewrites rewrites;
+  const auto now = static_cast<std::uint32_t>(interval % kModulus) + 1;
+  horizon = std::min<std::uint64_t>(horizon, kModulus - 1);
+  // A page last written `age` intervals ago was written before `armed_all` when age exceeds this.
+  const std::uint64_t since_armed_all = interval >= armed_all ? interval - armed_all : 0;
+  const std::uint64_t size = stamps_.size();
+  for (const PageIndexRange& r : written) {
+    if (r.first >= size) break;
+    const std::uint64_t end = std::min(r.end(), size);
+    for (std::uint64_t slot = r.first; slot < end; ++slot) {
+      const std::uint32_t last = stamps_[slot];
+      stamps_[slot] = static_cast<std::uint16_t>(now);
+      if (last == 0) continue;
+      const std::uint32_t age = (now + kModulus - last) % kModulus;
+      if (age == 0 || age > horizon) continue;
+      ++rewrites.recent;
+      if (age > since_armed_all) ++rewrites.before;
+    }
+  }
+  return rewrites;
 }
 
 SamplePlan full_plan(const PageGrid& grid) {

@@ -199,6 +199,57 @@ TEST(SamplingPause, PausesWhileSamplingSavesLittleAndResumesOnRewrites) {
   EXPECT_TRUE(busy.paused());
 }
 
+// After the start or a pause every page is armed, so a process that rewrites its memory every
+// two seconds faults on each write for those two seconds, sampled or not. Seen writes that only
+// that full arming had armed, when their page was written recently, count as saved: sampling's
+// steady state leaves them unarmed.
+TEST(SamplingPause, WritesArmedOnlyByAFullArmingCountAsSaved) {
+  SamplingPause pause;
+  for (int i = 0; i < 10; ++i) pause.note_sampled(1000, 1000, 950);
+  EXPECT_FALSE(pause.paused());
+  // More than were seen cannot be spared.
+  for (int i = 0; i < 5; ++i) pause.note_sampled(10, 1000, 5000);
+  EXPECT_FALSE(pause.paused());
+  // Pages never written before (a sweep's single pass) fault in any mode: no saving.
+  for (int i = 0; i < 5; ++i) pause.note_sampled(1000, 1000, 0);
+  EXPECT_TRUE(pause.paused());
+}
+
+// Each slot's last write, two bytes each: rewrites within the horizon, and among them those last
+// written before the last interval that armed everything.
+TEST(WriteHistory, CountsRewritesWithinTheHorizonAndThoseArmedSinceByAFullInterval) {
+  WriteHistory history;
+  history.reset(100);
+  // Nothing written before: no rewrite. Slots past the size are ignored.
+  auto first = history.record(3, std::vector<PageIndexRange>{{0, 10}, {95, 20}}, 20, 0);
+  EXPECT_EQ(first.recent, 0u);
+  EXPECT_EQ(first.before, 0u);
+  history.record(10, std::vector<PageIndexRange>{{10, 10}}, 20, 0);
+  // Interval 30, horizon 20, everything armed at 12: slots 0-9 were written 27 intervals ago
+  // (too long), 10-19 20 ago (before 12), 95-99 27 ago; 50-59 never.
+  auto later = history.record(30, std::vector<PageIndexRange>{{0, 20}, {50, 10}, {95, 5}}, 20, 12);
+  EXPECT_EQ(later.recent, 10u);
+  EXPECT_EQ(later.before, 10u);
+  // Written again at 31 after everything was armed at 30: recent, not armed by it since.
+  auto again = history.record(31, std::vector<PageIndexRange>{{10, 5}, {50, 10}}, 20, 30);
+  EXPECT_EQ(again.recent, 15u);
+  EXPECT_EQ(again.before, 0u);
+  // Everything armed at 31 (its writes stayed unarmed): 0-9, written at 30, were armed by it.
+  auto armed = history.record(33, std::vector<PageIndexRange>{{0, 10}, {10, 5}}, 20, 31);
+  EXPECT_EQ(armed.recent, 15u);
+  EXPECT_EQ(armed.before, 10u);
+
+  // Growing keeps what was recorded; resetting forgets it.
+  history.grow(200);
+  EXPECT_EQ(history.size(), 200u);
+  EXPECT_EQ(history.record(34, std::vector<PageIndexRange>{{0, 1}, {150, 1}}, 20, 0).recent, 1u);
+  history.reset(200);
+  EXPECT_EQ(history.record(35, std::vector<PageIndexRange>{{0, 200}}, 20, 0).recent, 0u);
+  // Intervals wrap modulo 65,535 without losing ages.
+  history.record(65534, std::vector<PageIndexRange>{{0, 1}}, 20, 0);
+  EXPECT_EQ(history.record(65536, std::vector<PageIndexRange>{{0, 1}}, 20, 0).recent, 1u);
+}
+
 // An idle target (or one writing a few pages) saves nothing by sampling: paused. Disabled,
 // nothing pauses.
 TEST(SamplingPause, IdleTargetsPauseAndDisabledNeverDoes) {

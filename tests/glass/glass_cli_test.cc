@@ -507,6 +507,39 @@ TEST_F(GlassCli, SamplingPausesWhereItSavesNothing) {
   }
 }
 
+// A process that rewrites its pages every second (a sweep of 4,096 pages at 4,000 a second,
+// attached before it starts): its first pass writes only pages the attach armed, so sampling
+// saves nothing and pauses, as for the single pass above. Paused, glass sees the sweep come
+// back to pages it wrote a second before, which sampling would have left unarmed, so sampling
+// resumes; it then stays on (the rewrites of pages the pause had armed count as saved) and the
+// sweep faults on a fraction of its writes.
+TEST_F(GlassCli, SamplingResumesForAProcessThatRewritesItsPages) {
+  constexpr double kPagesPerInterval = 400;
+  GlassRun run = attach_held({"--interval-ms", "100"}, {"sweep", "--size", "16M", "--rate", "4000", "--duration-ms", "6000"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  ASSERT_GE(run.intervals.size(), 45u) << run.err;
+  std::string pattern;
+  for (const json& j : run.intervals) pattern += j.at("sampling_paused").get<bool>() ? 'P' : '.';
+  const std::size_t first_paused = pattern.find('P');
+  ASSERT_NE(first_paused, std::string::npos) << pattern;
+  const std::size_t resumed = pattern.find('.', first_paused);
+  ASSERT_NE(resumed, std::string::npos) << "never resumed: " << pattern;
+  // Once back, sampled to the end of the sweep (the last few intervals are idle).
+  const std::size_t end = run.intervals.size() - 5;
+  ASSERT_LT(resumed + 10, end) << pattern;
+  EXPECT_EQ(pattern.substr(resumed, end - resumed).find('P'), std::string::npos) << pattern;
+  double seen = 0;
+  double intervals = 0;
+  for (std::size_t i = resumed + 10; i < end; ++i) {
+    const json& j = run.intervals[i];
+    if (j.at("calibration").get<bool>()) continue;
+    seen += j.at("written_pages").get<double>();
+    intervals += 1;
+  }
+  ASSERT_GT(intervals, 5) << pattern;
+  EXPECT_LT(seen / intervals, 0.5 * kPagesPerInterval) << pattern;
+}
+
 // With --fewer-faults sampled mode costs the target faults on its plan only: after an
 // interval that armed everything (the start) or a calibration window every other page is disarmed, and
 // a plan is held for a while, so a sweep that writes each page once faults on about the plan's

@@ -97,11 +97,15 @@ class Sampler {
 // So sampled mode pauses (tracks in full) while sampling saves little, and resumes when it
 // would save again:
 //  - sampled intervals: saved = estimated written pages - written pages seen (each seen one
-//    was armed, so faulted); pause after `pause_after` of them in a row whose saved pages are
-//    below `pause_below` of the estimate;
+//    was armed, so faulted), plus the seen pages that only an interval arming everything had
+//    armed since their last write, when that write was recent (`rearmed_by_full`: after the
+//    start or a pause everything is armed, and a process that rewrites its pages every few
+//    seconds faults on each of them once more before sampling's saving shows); pause after
+//    `pause_after` of them in a row whose saved pages are below `pause_below` of the estimate;
 //  - full intervals: sampling would save (1 - rate) x the pages it would not have kept armed
-//    (`spared`: every written page, or without disarming only those written in the interval
-//    before too); resume after `resume_after` in a row above `resume_above`.
+//    (`spared`: every written page, or without disarming those written before within the
+//    horizon in which sampled mode would have left them unarmed, WriteHistory); resume after
+//    `resume_after` in a row above `resume_above`.
 // Only intervals that follow one of the same kind are fed (the first sampled interval after a
 // full one sees everything armed; the first full one after a sampled one has no full
 // predecessor to compare with).
@@ -123,8 +127,10 @@ class SamplingPause {
   explicit SamplingPause(SamplingPauseConfig config = {}) : config_(config) {}
 
   // A sampled interval after a sampled one: `seen` written pages among the watched ones,
-  // `estimated` written pages in all (the reconstruction's estimate).
-  void note_sampled(double seen, double estimated);
+  // `estimated` written pages in all (the reconstruction's estimate); `rearmed_by_full` of the
+  // seen ones were armed only by an interval that armed everything since their recent last
+  // write (WriteHistory::Rewrites::before): sampling's steady state would have spared them.
+  void note_sampled(double seen, double estimated, double rearmed_by_full = 0.0);
   // A full interval after a full one: `written` pages, `spared` of them sampling would not
   // have kept armed (see above); `rate` is the sampling rate a plan would use.
   void note_full(std::uint64_t written, std::uint64_t spared, double rate);
@@ -135,6 +141,35 @@ class SamplingPause {
   SamplingPauseConfig config_;
   bool paused_ = false;
   unsigned streak_ = 0;  // intervals in a row that argue for switching
+};
+
+// When each slot of the page line was last seen written, to tell a process that rewrites its
+// pages within a horizon (sampling spares those rewrites) from one that writes each page once
+// (every write faults whatever is armed). Sampled mode only sees the armed pages written, so
+// its history is partial; a paused (full) interval sees every write.
+// Two bytes per slot: intervals are kept modulo 65,535, so a page last written 65,535
+// intervals ago (1.8 h at 10 Hz) passes for a recent one. For a heuristic that is harmless.
+class WriteHistory {
+ public:
+  struct Rewrites {
+    std::uint64_t recent = 0;  // written pages last written within `horizon` intervals before
+    std::uint64_t before = 0;  // of those, pages last written before interval `armed_all`
+  };
+  // Forgets every slot and holds `slots` (a new layout: the slots moved).
+  void reset(std::uint64_t slots);
+  // Holds at least `slots` (the line grew); new slots were never written.
+  void grow(std::uint64_t slots);
+  // Counts the rewrites among `written` (sorted, disjoint slots; those past the size are
+  // ignored) in `interval`, then records them as written then. `armed_all`: the last interval
+  // that armed every page (its writes left their pages unarmed; pages written earlier were
+  // armed by it).
+  Rewrites record(std::uint64_t interval, std::span<const PageIndexRange> written, std::uint64_t horizon,
+                  std::uint64_t armed_all);
+  [[nodiscard]] std::uint64_t size() const { return stamps_.size(); }
+
+ private:
+  static constexpr std::uint32_t kModulus = 65535;
+  std::vector<std::uint16_t> stamps_;  // 0 = never written, else interval % kModulus + 1
 };
 
 // Every page armed: the plan of a full (or calibration) interval.
