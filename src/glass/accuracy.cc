@@ -96,7 +96,7 @@ std::uint64_t CalibrationController::unarmed_horizon() const {
   if (config_.every == 0) return std::max<std::uint64_t>(1, config_.hold_intervals);
   const double share = std::clamp(config_.window_share, 1e-3, 1.0);
   const auto windows = static_cast<std::uint64_t>(std::ceil(1.0 / share));
-  return std::max<std::uint64_t>(1, calibration_gap() * windows);
+  return std::max<std::uint64_t>(1, (backs_off() ? config_.max_every : config_.every) * windows);
 }
 
 void CalibrationController::note_arming(std::uint64_t ranges, std::uint64_t rearmed) {

@@ -239,11 +239,12 @@ TEST(CalibrationController, DefaultsHoldFiftyIntervalsAndAimAt32ReprotectsAnInte
 }
 
 // How long a page sampled mode left unarmed stays so: until the windows come round to it (four
-// calibrations of a quarter each), one calibration when they are whole, or a plan's hold
-// without calibrations.
+// calibrations of a quarter each, at the gap calibrations back off to), one calibration when
+// they are whole, or a plan's hold without calibrations.
 TEST(CalibrationController, UnarmedHorizonIsTheWindowCycleOrThePlanHold) {
   const PageGrid grid = PageGrid::fit(7, 16384);
   EXPECT_EQ(CalibrationController(grid).unarmed_horizon(), 40u);
+  EXPECT_EQ(CalibrationController(grid, CalibrationConfig{.every = 10, .max_every = 40}).unarmed_horizon(), 160u);
   EXPECT_EQ(CalibrationController(grid, CalibrationConfig{.every = 20, .window_share = 0.1}).unarmed_horizon(), 200u);
   EXPECT_EQ(CalibrationController(grid, CalibrationConfig{.every = 10, .window_share = 1.0}).unarmed_horizon(), 10u);
   EXPECT_EQ(CalibrationController(grid, CalibrationConfig{.every = 0}).unarmed_horizon(), 50u);

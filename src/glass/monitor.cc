@@ -202,11 +202,14 @@ struct Monitor::State {
       avalanche.reset();
       phase.reset();
     }
-    // Slots keep their pages unless the layout was replaced.
-    if (relaid_out) {
-      history.reset(layout.line_pages());
-    } else {
-      history.grow(layout.line_pages());
+    // Only the pause reads the history (2 bytes a slot). Slots keep their pages unless the
+    // layout was replaced.
+    if (!options.full && options.pause_sampling) {
+      if (relaid_out) {
+        history.reset(layout.line_pages());
+      } else {
+        history.grow(layout.line_pages());
+      }
     }
     PageGrid grid = grid_of(layout);
     if (!controller) {

@@ -86,7 +86,7 @@ WriteHistory::Rewrites WriteHistory::record(std::uint64_t interval, std::span<co
   const std::uint64_t since_armed_all = interval >= armed_all ? interval - armed_all : 0;
   const std::uint64_t size = stamps_.size();
   for (const PageIndexRange& r : written) {
-    if (r.first >= size) break;
+    if (r.first >= size) continue;
     const std::uint64_t end = std::min(r.end(), size);
     for (std::uint64_t slot = r.first; slot < end; ++slot) {
       const std::uint32_t last = stamps_[slot];

@@ -192,8 +192,9 @@ class CalibrationController {
   [[nodiscard]] std::uint64_t calibration_gap() const { return backs_off() ? gap_ : config_.every; }
   // Intervals for which a page that sampled mode leaves unarmed after its write (outside the
   // plan) usually stays unarmed: until the calibration windows come round to it (ceil(1 /
-  // window_share) calibrations at the current gap), or without calibrations until plans have
-  // moved on hold_intervals. A rewrite within it is a fault sampling spares (SamplingPause).
+  // window_share) calibrations, at the gap calibrations back off to, max_every, since accurate
+  // sampling settles there), or without calibrations until plans have moved on
+  // (hold_intervals). A rewrite within it is a fault sampling spares (SamplingPause).
   [[nodiscard]] std::uint64_t unarmed_horizon() const;
   // The plan to arm for `interval`: sampled at rate(); on calibration intervals the window
   // added (or every page, for whole calibrations).

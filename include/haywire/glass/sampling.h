@@ -147,8 +147,9 @@ class SamplingPause {
 // pages within a horizon (sampling spares those rewrites) from one that writes each page once
 // (every write faults whatever is armed). Sampled mode only sees the armed pages written, so
 // its history is partial; a paused (full) interval sees every write.
-// Two bytes per slot: intervals are kept modulo 65,535, so a page last written 65,535
-// intervals ago (1.8 h at 10 Hz) passes for a recent one. For a heuristic that is harmless.
+// Two bytes per slot (512 KiB per GiB of tracked address space, reserved slots included):
+// intervals are kept modulo 65,535, so a page last written 65,535 intervals ago (1.8 h at
+// 10 Hz) passes for a recent one. For a heuristic that is harmless.
 class WriteHistory {
  public:
   struct Rewrites {
