@@ -242,8 +242,8 @@ void register_glass_command(CLI::App& app) {
       "a calibration interval also arms a quarter of the pages (--calibration-window), measures the\n"
       "accuracy there and adapts the rate: by default the 10th, then twice as far apart (up to every\n"
       "40th) while accuracy stays comfortable; --calibrate-every N fixes it.\n"
-      "Sampling pauses (full tracking) while the target seldom writes a page twice in a row: it would\n"
-      "fault on nearly every write anyway; --always-sample keeps it on.\n"
+      "Sampling pauses (full tracking) while the target seldom writes a page again within 160 intervals\n"
+      "(16 s at 10 Hz): it would fault on nearly every write anyway; --always-sample keeps it on.\n"
       "Ctrl-C detaches; a started program runs on (the terminal's Ctrl-C reaches it too). SIGTERM or\n"
       "SIGHUP also stop a program glass started.");
   auto o = std::make_shared<GlassOptions>();
@@ -265,7 +265,7 @@ void register_glass_command(CLI::App& app) {
       ->check(CLI::Range(0.01, 1.0));
   cmd->add_flag("--always-sample", o->always_sample,
                 "keep sampling when it saves the target nothing (default: track in full while the target "
-                "seldom writes a page twice in a row, until it does)");
+                "seldom writes a page again within 160 intervals, until it does)");
   cmd->add_flag("--fewer-faults", o->fewer_faults,
                 "sampled mode: after each full interval keep only the plan armed, so the target faults on\n"
                 "about the plan's share of its writes; costs the monitor several times more CPU");
