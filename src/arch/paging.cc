@@ -18,7 +18,7 @@ std::string_view level_name(int level) {
 }
 
 namespace {
-struct FlagName {
+struct FlagName {  // NOLINT(clang-analyzer-optin.performance.Padding): a constant table of a dozen rows
   PageFlags::Bit bit;
   std::string_view name;
   char letter;

@@ -22,7 +22,7 @@ TEST(Fd, UniqueFdClosesOnceAndMoves) {
   ASSERT_GE(raw, 0);
   UniqueFd a(raw);
   UniqueFd b(std::move(a));
-  EXPECT_FALSE(a.valid());  // NOLINT(bugprone-use-after-move): the point of the test
+  EXPECT_FALSE(a.valid());  // NOLINT(bugprone-use-after-move,clang-analyzer-cplusplus.Move): the point of the test
   EXPECT_EQ(b.get(), raw);
   b.reset();
   EXPECT_EQ(::fcntl(raw, F_GETFD), -1);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 
@@ -94,10 +95,11 @@ TEST_F(PngTest, UnwritablePathsAreErrorsAndLeaveNothingBehind) {
 TEST_F(PngTest, ReadingGarbageOrNothingIsAnError) {
   EXPECT_TRUE(read_png((dir_ / "absent.png").string()).error().is<FileNotFound>());
   const std::string junk = (dir_ / "junk.png").string();
-  std::FILE* f = std::fopen(junk.c_str(), "wb");
-  ASSERT_NE(f, nullptr);
-  std::fputs("\x89PNG\r\n\x1a\nnot really", f);
-  std::fclose(f);
+  {
+    std::ofstream out(junk, std::ios::binary);
+    out << "\x89PNG\r\n\x1a\nnot really";
+    ASSERT_TRUE(out.good());
+  }
   auto r = read_png(junk);
   ASSERT_FALSE(r.has_value());
   EXPECT_TRUE(r.error().is<ParseError>()) << r.error().message();
