@@ -102,7 +102,7 @@ struct Monitor::State {
   enum class Kind { kNone, kFull, kSampled };
   Kind last_kind = Kind::kFull;  // the start armed every page, like a full interval
   std::uint64_t last_armed_all = 0;
-  WriteHistory history;
+  WriteHistory history;  // only when keeps_history(): the pause is its one reader
   bool relaid_out = false;  // the last refresh replaced the layout (armed slots are stale)
   bool thread_sampling = false;
   bool exited = false;
@@ -135,6 +135,9 @@ struct Monitor::State {
     if (::poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLIN | POLLHUP)) != 0) exited = true;
     return exited;
   }
+
+  // Whether sampled mode may pause: then each slot's last write is kept (2 bytes a slot).
+  bool keeps_history() const { return !options.full && options.pause_sampling; }
 
   // Arms the plan of `interval` (sampled mode), or everything.
   Result<void> arm(std::uint64_t for_interval) {
@@ -202,9 +205,8 @@ struct Monitor::State {
       avalanche.reset();
       phase.reset();
     }
-    // Only the pause reads the history (2 bytes a slot). Slots keep their pages unless the
-    // layout was replaced.
-    if (!options.full && options.pause_sampling) {
+    // Slots keep their pages unless the layout was replaced.
+    if (keeps_history()) {
       if (relaid_out) {
         history.reset(layout.line_pages());
       } else {
@@ -505,7 +507,8 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
   } else {
     auto slots = to_slots(s.layout, scan->written);
     const WriteHistory::Rewrites rewrites =
-        s.history.record(s.interval, slots, s.controller->unarmed_horizon(), s.last_armed_all);
+        s.keeps_history() ? s.history.record(s.interval, slots, s.controller->unarmed_horizon(), s.last_armed_all)
+                          : WriteHistory::Rewrites{};
     std::optional<CalibrationResult> calibration;
     // A window armed on the layout before a relayout covers other slots now: calibrate later.
     if ((s.armed_full || (!s.window.empty() && !s.relaid_out)) && !s.paused && s.controller->is_calibration(s.interval)) {
