@@ -199,12 +199,6 @@ Result<void> require_pidfd_getfd(const KernelSupport& k) {
   return {};
 }
 
-Result<TrackingMode> choose_tracking_mode(const KernelSupport& k) {
-  if (require_async_tracking(k)) return TrackingMode::kAsyncScan;
-  if (auto ok = require_write_protect(k); !ok) return std::unexpected(ok.error());
-  return TrackingMode::kSyncWriteProtect;
-}
-
 namespace {
 
 constexpr std::string_view kPtraceHint =

@@ -52,7 +52,6 @@ TEST(KernelSupport, ProbesThisKernel) {
     EXPECT_TRUE(k.has(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED));
     EXPECT_TRUE(k.pagemap_scan);
     EXPECT_TRUE(require_async_tracking(k)) << require_async_tracking(k).error().message();
-    EXPECT_EQ(*choose_tracking_mode(k), TrackingMode::kAsyncScan);
   }
   EXPECT_TRUE(k.pidfd_getfd);
   EXPECT_TRUE(require_thread_id(k));
@@ -81,7 +80,6 @@ TEST(KernelSupport, OldKernelSaysWhichKernelToInstall) {
   EXPECT_NE(text.find("6.7"), std::string::npos) << text;
   EXPECT_NE(text.find("kernel 6.1.0"), std::string::npos) << text;
   EXPECT_NE(text.find("bookworm-backports"), std::string::npos) << text;
-  EXPECT_EQ(*choose_tracking_mode(k), TrackingMode::kSyncWriteProtect);
   EXPECT_TRUE(require_thread_id(k));
 
   // WP_ASYNC but no PAGEMAP_SCAN (6.4-6.6).
@@ -93,7 +91,7 @@ TEST(KernelSupport, OldKernelSaysWhichKernelToInstall) {
 
 TEST(KernelSupport, NoWriteProtectIsRefused) {
   auto k = kernel_like(5, 4, UFFD_FEATURE_EVENT_FORK, false);
-  auto mode = choose_tracking_mode(k);
+  auto mode = require_async_tracking(k);
   ASSERT_FALSE(mode);
   ASSERT_TRUE(mode.error().is<Unsupported>());
   EXPECT_NE(mode.error().message().find("5.7"), std::string::npos) << mode.error().message();

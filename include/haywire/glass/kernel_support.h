@@ -67,20 +67,14 @@ const KernelSupport& kernel_support();
 Result<void> require_userfaultfd(const KernelSupport& k);
 // Write-protect mode (5.7+, UFFD_FEATURE_PAGEFAULT_FLAG_WP).
 Result<void> require_write_protect(const KernelSupport& k);
-// Async write-protect + PAGEMAP_SCAN (6.7+): the "full" tracking mode. The hint names the
-// fallback: synchronous write-protect tracking (every first write is a round trip to us).
+// Async write-protect + PAGEMAP_SCAN (6.7+): what glass tracks with. There is no fallback
+// (synchronous write-protect would stop the writer on every first write): the hint says which
+// kernel to install.
 Result<void> require_async_tracking(const KernelSupport& k);
 // UFFD_FEATURE_THREAD_ID (4.14+) for per-thread attribution in sync mode.
 Result<void> require_thread_id(const KernelSupport& k);
 // pidfd_open + pidfd_getfd (5.6+): needed by both attach paths.
 Result<void> require_pidfd_getfd(const KernelSupport& k);
-
-enum class TrackingMode {
-  kAsyncScan,        // WP_ASYNC (+ WP_UNPOPULATED when present) + PAGEMAP_SCAN
-  kSyncWriteProtect  // fallback: synchronous WP faults handled by the monitor
-};
-// The best mode this kernel allows, or the reason none works.
-Result<TrackingMode> choose_tracking_mode(const KernelSupport& k);
 
 struct ProcessInfo {
   Pid pid;
