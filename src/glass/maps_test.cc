@@ -192,8 +192,14 @@ TEST(Maps, ParsesTheThreadCountOfStat) {
   auto own = read_thread_count(Pid(static_cast<std::int32_t>(::getpid())));
   ASSERT_TRUE(own) << own.error().message();
   EXPECT_GE(*own, 1u);
-  std::thread extra([] {});
+  // The thread stays until the count is read: one that ends first is not counted (this test
+  // failed that way once, under load).
+  std::atomic<bool> counted{false};
+  std::thread extra([&counted] {
+    while (!counted.load()) std::this_thread::yield();
+  });
   auto more = read_thread_count(Pid(static_cast<std::int32_t>(::getpid())));
+  counted = true;
   extra.join();
   ASSERT_TRUE(more);
   EXPECT_EQ(*more, *own + 1);

@@ -336,7 +336,9 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // armed, plus the ranges just re-protected; after a re-arming full scan, what it re-armed;
   // else (after create, or layout events) only what was armed here.
   if (known) {
+    // Less what the thread sampler carved since the scan (its begin_interval ran after it).
     watched_ = std::move(known_armed_);
+    watched_.remove(excluded());
     watched_.add(to_arm);
   } else {
     watched_ = PageBitmap(registered_);
@@ -352,7 +354,9 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
 
 std::optional<std::vector<PageRange>> Tracker::known_armed() const {
   if (!armed_known()) return std::nullopt;
-  return known_armed_.ranges();
+  PageBitmap known = known_armed_;
+  known.remove(excluded());  // carved since the scan
+  return known.ranges();
 }
 
 Result<void> Tracker::set_full() {

@@ -198,7 +198,8 @@ class Tracker {
   PageBitmap watched_;
   std::vector<PageRange> rearmed_;          // armed by the last scan (or create): the interval's start
   // What the last reading scan walked (sampled: the watched ranges bridged across short gaps;
-  // full: every tracked page), and the pages of it that were armed then, carved ones left out;
+  // full: every tracked page), and the pages of it that were armed then, pages carved then left
+  // out (pages carved later are taken out where it is used);
   // valid while unarmed_known_ (until the next set_sampled / set_full or layout event).
   std::vector<PageRange> walked_;
   PageBitmap known_armed_;
