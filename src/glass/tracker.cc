@@ -210,11 +210,8 @@ Result<ScanResult> Tracker::scan(bool rearm) {
       // Sampled mode walks only what it watched (bridged across short gaps): a page outside
       // was not armed when the interval began, so its state says nothing new. Full mode walks
       // every tracked page (one call per region): all of it was armed.
-      PageBitmap read = watched_;
-      if (!sampled_) {
-        read = PageBitmap(registered_);
-        read.fill();
-      }
+      PageBitmap read = sampled_ ? watched_ : PageBitmap(registered_);
+      if (!sampled_) read.fill();
       read.remove(carved);
       std::vector<PageRange> read_ranges;
       if (sampled_) {
@@ -241,9 +238,8 @@ Result<ScanResult> Tracker::scan(bool rearm) {
         PageBitmap unarmed(registered_);
         unarmed.add(scan_output_);
         known_armed_ = PageBitmap(registered_);
-        known_armed_.add(walked_);
+        known_armed_.add(walked_);  // carved pages are not walked
         known_armed_.subtract(unarmed);
-        known_armed_.remove(carved);
         unarmed &= read;
         result.written = unarmed.ranges();
         if (sampled_) {
