@@ -313,7 +313,10 @@ GlassRun launch_held(const std::vector<std::string>& glass_options, const std::v
     }
   });
   pump.add(glass.err(), [&](const std::string& line) { run.err += line + "\n"; });
-  EXPECT_TRUE(pump.run_to_eof(45s)) << "glass did not finish; stderr:\n" << run.err;
+  EXPECT_TRUE(pump.run_to_eof(45s)) << "glass did not finish after " << run.intervals.size() << " intervals (workload "
+                                    << (after_done >= 0 ? "done" : "not done") << ", last line '"
+                                    << (run.target_lines.empty() ? "" : run.target_lines.back()) << "'); stderr:\n"
+                                    << run.err;
   run.code = exit_code(glass.wait(10s));
   return run;
 }
