@@ -217,38 +217,6 @@ std::vector<AddressLayout::SlotRun> AddressLayout::slot_runs_of(std::span<const 
   return out;
 }
 
-void AddressLayout::add_pages_by_curve(std::span<const VirtRange> ranges, std::span<std::uint32_t> per_cell) const {
-  if (order_ == 0) return;
-  const std::uint64_t cells = std::min<std::uint64_t>(per_cell.size(), cell_count(order_));
-  const std::uint64_t per = std::uint64_t{1} << cell_shift_;
-  auto w = windows_.begin();
-  for (const VirtRange& r : ranges) {
-    std::uint64_t start = r.start.value() & ~(kPageSize - 1);
-    const std::uint64_t end = r.end.value();
-    // Sorted input moves forward; a range before the current window looks it up again.
-    if (w == windows_.end() || start < w->base) {
-      w = std::upper_bound(windows_.begin(), windows_.end(), start,
-                           [](std::uint64_t a, const Window& win) { return a < win.base; });
-      if (w != windows_.begin()) --w;
-    }
-    while (w != windows_.end() && w->end() <= start) ++w;
-    for (auto it = w; it != windows_.end() && it->base < end; ++it) {
-      const std::uint64_t from = std::max(start, it->base);
-      const std::uint64_t to = std::min(end, it->end());
-      if (from >= to) continue;
-      std::uint64_t slot = it->first + (from - it->base) / kPageSize;
-      const std::uint64_t slot_end = slot + (to - from + kPageSize - 1) / kPageSize;
-      while (slot < slot_end) {
-        const std::uint64_t d = slot / per;
-        const std::uint64_t next = std::min(slot_end, (d + 1) * per);
-        if (d >= cells) break;
-        per_cell[d] += static_cast<std::uint32_t>(next - slot);
-        slot = next;
-      }
-    }
-  }
-}
-
 std::vector<VirtRange> AddressLayout::ranges_of_slots(std::uint64_t first, std::uint64_t count) const {
   std::vector<VirtRange> out;
   if (count == 0 || first >= line_pages_) return out;

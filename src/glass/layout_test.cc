@@ -1,6 +1,5 @@
 #include "haywire/glass/layout.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -198,33 +197,6 @@ TEST(AddressLayout, SlotRunsAgreeWithSlotOfEveryPage) {
         for (std::uint64_t k = 0; k < run.count; ++k) got.push_back(run.first + k);
       ASSERT_EQ(got, want) << "round " << round << std::hex << " probe " << probe.start.value();
     }
-  }
-}
-
-// add_pages_by_curve counts each page with a slot in cell slot / pages_per_cell, for sorted
-// ranges (its one-pass case) and unsorted ones alike.
-TEST(AddressLayout, PagesByCurveAgreeWithSlotOfEveryPage) {
-  std::mt19937_64 rng(17);
-  auto layout = make(3, 0.25);
-  for (int round = 0; round < 8; ++round) {
-    const std::vector<VirtRange> regions = random_regions(rng);
-    ASSERT_TRUE(layout.update(regions).has_value());
-    const std::uint64_t lo = regions.front().start.value() - 8 * kPage;
-    const std::uint64_t hi = regions.back().end.value() + 8 * kPage;
-    std::vector<VirtRange> probes;
-    for (std::uint64_t a = lo; a < hi;) {
-      const std::uint64_t pages = 1 + rng() % 30;
-      probes.push_back(range(a, pages));
-      a += (pages + rng() % 20) * kPage;
-    }
-    if (round % 2 == 1) std::shuffle(probes.begin(), probes.end(), rng);
-    std::vector<std::uint32_t> want(std::size_t{1} << (2 * layout.order()), 0);
-    for (const VirtRange& probe : probes)
-      for (std::uint64_t p = probe.start.value(); p < probe.end.value(); p += kPage)
-        if (auto slot = layout.slot_of(VirtAddr(p))) ++want[*slot / layout.pages_per_cell()];
-    std::vector<std::uint32_t> got(want.size(), 0);
-    layout.add_pages_by_curve(probes, got);
-    ASSERT_EQ(got, want) << "round " << round;
   }
 }
 

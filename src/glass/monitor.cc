@@ -67,22 +67,6 @@ std::uint64_t total_pages(const std::vector<PageRange>& ranges) {
   return n;
 }
 
-// What a sampled interval observed, per cell: the pages it watched and those of them written
-// (both sorted address ranges), counted straight from the ranges through the layout.
-Observation observe_watched(const AddressLayout& layout, const PageGrid& grid, std::span<const PageRange> watched,
-                            std::span<const PageRange> written) {
-  Observation obs;
-  obs.order = grid.order;
-  const std::uint64_t cells = grid.cell_count();
-  obs.pages.resize(cells);
-  for (std::uint64_t d = 0; d < cells; ++d) obs.pages[d] = grid.pages_in(d);
-  obs.armed.assign(cells, 0);
-  obs.written.assign(cells, 0);
-  layout.add_pages_by_curve(to_virt(watched), obs.armed);
-  layout.add_pages_by_curve(to_virt(written), obs.written);
-  return obs;
-}
-
 PageGrid grid_of(const AddressLayout& layout) {
   return PageGrid{.order = layout.order(), .page_count = layout.line_pages(),
                   .pages_per_cell = layout.pages_per_cell()};
@@ -557,9 +541,8 @@ Result<IntervalReport> Monitor::next(const volatile bool* stop) {
     } else {
       // Observed: every page watched this interval (the plan, and the pages still armed from
       // before), not only the plan: its faults happen anyway, and a sweep is then seen whole.
-      Observation obs = scan->sampled
-                            ? observe_watched(s.layout, s.controller->grid(), scan->watched, scan->watched_written)
-                            : observe(s.controller->grid(), s.armed, slots);
+      const std::vector<PageIndexRange> watched = scan->sampled ? to_slots(s.layout, scan->watched) : s.armed;
+      Observation obs = observe(s.controller->grid(), watched, slots);
       auto stats = s.controller->reconstructor().reconstruct(obs, report.density);
       if (!stats) return std::unexpected(stats.error());
       t.pages_written_per_s = stats->estimated_written_pages / seconds;

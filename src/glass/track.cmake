@@ -1,7 +1,7 @@
 # Write tracking of a host process: /proc/PID/maps, userfaultfd, PAGEMAP_SCAN, the tracker and
 # the thread sampler. uapi.h (private) holds the kernel definitions Debian 12's headers lack.
 haywire_library(haywire_glass_track
-  SOURCES maps.cc uffd.cc pagemap_scan.cc page_bitmap.cc tracker.cc thread_sampler.cc
+  SOURCES maps.cc uffd.cc pagemap_scan.cc tracker.cc thread_sampler.cc
   DEPS haywire_base fmt::fmt Threads::Threads)
 
 # The test workload: writes a known set of pages and logs it. Built next to the haywire binary so
@@ -11,7 +11,7 @@ target_link_libraries(glass-workload PRIVATE haywire_base fmt::fmt Threads::Thre
 set_target_properties(glass-workload PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/apps/haywire)
 
 haywire_unit_test(glass_track_test
-  SOURCES maps_test.cc pagemap_scan_test.cc page_bitmap_test.cc tracker_test.cc thread_sampler_test.cc workload_test.cc
+  SOURCES maps_test.cc pagemap_scan_test.cc tracker_test.cc thread_sampler_test.cc workload_test.cc
   DEPS haywire_glass_track fmt::fmt)
 add_dependencies(glass_track_test glass-workload)
 target_compile_definitions(glass_track_test PRIVATE

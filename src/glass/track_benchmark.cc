@@ -2,19 +2,14 @@
 //   BM_FirstWrite/plain   one write per page of populated memory, untracked (the baseline)
 //   BM_FirstWrite/tracked the same writes with every page armed (async write-protect fault each)
 //   BM_Scan256MiB/N       PAGEMAP_SCAN collect + re-arm of 256 MiB with N pages written
-//   BM_SampledSetWork/ranges  a sampled interval's set work on 1 GiB of scattered runs as range
-//                             lists (the tracker's representation until session 13: the baseline)
-//   BM_SampledSetWork/bitmap  the same work on PageBitmaps (what the tracker does now)
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <optional>
-#include <random>
 
 #include <benchmark/benchmark.h>
 
-#include "haywire/glass/page_bitmap.h"
 #include "haywire/glass/pagemap_scan.h"
 #include "haywire/glass/uffd.h"
 
@@ -99,78 +94,6 @@ void BM_Scan256MiB(benchmark::State& state) {
   state.counters["written_pages"] = static_cast<double>(written);
 }
 BENCHMARK(BM_Scan256MiB)->Arg(0)->Arg(1000)->Arg(65536)->Unit(benchmark::kMicrosecond);
-
-// A sampled interval on 1 GiB written at scattered pages (what `glass-workload random --size
-// 1G` leaves after a minute: ~45,000 runs each in the watched set and in the scan's answer).
-// Both variants compute the same sets from the same input: the pages read (watched minus the
-// thread sampler's carved pages), the written ones among them, the ones known to be armed
-// after the walk, the next watched set (those plus the plan's re-armed ranges), and the read
-// set as ranges (for the walk and the monitor).
-struct SampledSets {
-  std::vector<PageRange> frame;
-  std::vector<PageRange> watched;
-  std::vector<PageRange> unarmed;  // the kernel's answer
-  std::vector<PageRange> carved;
-  std::vector<PageRange> rearmed;  // the next plan's ranges that needed arming
-  SampledSets() {
-    const VirtAddr base(std::uint64_t{0x7f0000000000});
-    const std::uint64_t pages = std::uint64_t{1} << 18;
-    frame.push_back({base, base + pages * kPageSize});
-    std::mt19937_64 rng(1);
-    auto scattered = [&](unsigned every) {
-      std::vector<PageRange> out;
-      for (std::uint64_t p = 0; p < pages;) {
-        const std::uint64_t run = 1 + rng() % 4;
-        append_coalesced(out, {base + p * kPageSize, base + std::min(pages, p + run) * kPageSize});
-        p += run + 1 + rng() % every;
-      }
-      return out;
-    };
-    watched = scattered(6);
-    unarmed = scattered(6);
-    for (int i = 0; i < 32; ++i) {
-      const VirtAddr page = base + (rng() % pages) * kPageSize;
-      carved.push_back({page, page + kPageSize});
-    }
-    normalize_ranges(carved);
-    for (std::uint64_t p = 0; p < pages; p += 128) rearmed.push_back({base + p * kPageSize, base + (p + 12) * kPageSize});
-  }
-};
-
-void BM_SampledSetWork(benchmark::State& state) {
-  static const SampledSets sets;
-  const bool bitmap = state.range(0) != 0;
-  std::size_t runs = 0;
-  for (auto _ : state) {
-    if (bitmap) {
-      PageBitmap read(sets.frame);
-      read.add(sets.watched);
-      read.remove(sets.carved);
-      std::vector<PageRange> read_ranges = read.ranges();
-      PageBitmap unarmed(sets.frame);
-      unarmed.add(sets.unarmed);
-      PageBitmap known(sets.frame);
-      known.fill();
-      known.subtract(unarmed);
-      known.remove(sets.carved);
-      unarmed &= read;
-      std::vector<PageRange> written = unarmed.ranges();
-      known.add(sets.rearmed);
-      runs = read_ranges.size() + written.size();
-      benchmark::DoNotOptimize(known);
-    } else {
-      std::vector<PageRange> read = subtract_ranges(sets.watched, sets.carved);
-      std::vector<PageRange> written = intersect_ranges(sets.unarmed, read);
-      std::vector<PageRange> known = subtract_ranges(subtract_ranges(sets.frame, sets.unarmed), sets.carved);
-      std::vector<PageRange> next = union_ranges(known, sets.rearmed);
-      runs = read.size() + written.size();
-      benchmark::DoNotOptimize(next);
-    }
-  }
-  state.SetLabel(bitmap ? "bitmap" : "ranges");
-  state.counters["runs"] = static_cast<double>(runs);
-}
-BENCHMARK(BM_SampledSetWork)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace haywire::glass

@@ -35,6 +35,30 @@ std::vector<VirtAddr> spread_pages(const std::vector<PageRange>& ranges, std::si
   return out;
 }
 
+// The ranges of `ranges` that overlap some range of `marks` (both normalized), whole.
+std::vector<PageRange> ranges_touching(const std::vector<PageRange>& ranges, const std::vector<PageRange>& marks) {
+  std::vector<PageRange> out;
+  std::size_t j = 0;
+  for (const PageRange& r : ranges) {
+    while (j < marks.size() && marks[j].end <= r.start) ++j;
+    if (j < marks.size() && marks[j].start < r.end) out.push_back(r);
+  }
+  return out;
+}
+
+// `ranges` (normalized) with the gaps of at most `max_gap` bytes between neighbours filled in.
+std::vector<PageRange> bridge_gaps(const std::vector<PageRange>& ranges, std::uint64_t max_gap) {
+  std::vector<PageRange> out;
+  for (const PageRange& r : ranges) {
+    if (!out.empty() && r.start - out.back().end <= max_gap) {
+      out.back().end = r.end;
+    } else {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
 // A sampled scan walks the watched ranges, joined across gaps up to one page-table page (512
 // pages): walking such a gap costs less than a separate call for the range after it.
 constexpr std::uint64_t kWalkBridge = std::uint64_t{512} * kPageSize;
@@ -66,10 +90,6 @@ Result<Tracker> Tracker::create(Pid pid, Uffd async_uffd, TrackerOptions options
 
 std::vector<PageRange> Tracker::excluded() const {
   return sampler_ ? sampler_->carved() : std::vector<PageRange>{};
-}
-
-void Tracker::reframe() {
-  if (watched_.frame() != registered_) watched_ = watched_.rebased(registered_);
 }
 
 Result<void> Tracker::protect(const std::vector<PageRange>& ranges, bool enable) {
@@ -155,8 +175,10 @@ Result<Tracker::Refresh> Tracker::refresh_layout(bool force_register) {
   ever_registered_ = union_ranges(ever_registered_, added);
   regions_ = std::move(*maps);
   skipped_ = skipped;
-  if (sampled_) armed_ = intersect_ranges(armed_, registered_);
-  reframe();
+  if (sampled_) {
+    armed_ = intersect_ranges(armed_, registered_);
+    watched_ = intersect_ranges(watched_, registered_);
+  }
   // New memory: what was written there before this read is reported with this scan, in both
   // modes. Full mode arms it in the same pass (arming after collecting would lose a write
   // landing in between) and watches it from now on. Sampled mode only reads it and leaves it
@@ -199,8 +221,9 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   unarmed_known_ = false;
   for (int attempt = 0;; ++attempt) {
     result.written.clear();
-    const std::vector<PageRange> carved = excluded();
+    const std::vector<PageRange>& watched = sampled_ ? watched_ : registered_;
     Result<std::uint64_t> pages = 0;
+    std::vector<PageRange> read = subtract_ranges(watched, excluded());
     if (sampled_ || !rearm) {
       // Sampled mode only reads (so does full mode when sampled mode follows), which changes
       // nothing (no TLB flush, no fault later). The watched pages written are this interval's
@@ -210,49 +233,23 @@ Result<ScanResult> Tracker::scan(bool rearm) {
       // Sampled mode walks only what it watched (bridged across short gaps): a page outside
       // was not armed when the interval began, so its state says nothing new. Full mode walks
       // every tracked page (one call per region): all of it was armed.
-      PageBitmap read = sampled_ ? watched_ : PageBitmap(registered_);
-      if (!sampled_) read.fill();
-      read.remove(carved);
-      std::vector<PageRange> read_ranges;
-      if (sampled_) {
-        read_ranges = read.ranges();
-        std::vector<PageRange> bridged;
-        for (const PageRange& r : read_ranges) {
-          if (!bridged.empty() && r.start - bridged.back().end <= kWalkBridge) {
-            bridged.back().end = r.end;
-          } else {
-            bridged.push_back(r);
-          }
-        }
-        walked_ = subtract_ranges(intersect_ranges(bridged, registered_), carved);
-      } else {
-        walked_ = subtract_ranges(registered_, carved);
-      }
-      scan_output_.clear();
+      walked_ = sampled_ ? subtract_ranges(intersect_ranges(bridge_gaps(read, kWalkBridge), registered_), excluded())
+                         : subtract_ranges(registered_, excluded());
+      unarmed_.clear();
       for (const PageRange& r : walked_) {
-        pages = scanner_.read_written(r.start, r.end, scan_output_, true);
+        pages = scanner_.read_written(r.start, r.end, unarmed_, true);
         if (!pages) break;
       }
       if (pages) {
         result.walked_pages = total_pages(walked_);
-        PageBitmap unarmed(registered_);
-        unarmed.add(scan_output_);
-        known_armed_ = PageBitmap(registered_);
-        known_armed_.add(walked_);  // carved pages are not walked
-        known_armed_.subtract(unarmed);
-        unarmed &= read;
-        result.written = unarmed.ranges();
-        if (sampled_) {
-          result.watched = std::move(read_ranges);
-          result.armed_pages = read.count();
-          result.watched_written = result.written;
-        }
+        normalize_ranges(unarmed_);
+        result.written = intersect_ranges(unarmed_, read);
+        if (sampled_) result.watched = std::move(read);
         unarmed_known_ = true;
         break;
       }
     } else {
       // Full mode re-arms what it reads: the next interval watches every page again.
-      std::vector<PageRange> read = subtract_ranges(registered_, carved);
       for (const PageRange& r : read) {
         pages = scanner_.collect_written(r.start, r.end, result.written, true);
         if (!pages) break;
@@ -277,7 +274,7 @@ Result<ScanResult> Tracker::scan(bool rearm) {
   normalize_ranges(result.written);
   result.written_pages = total_pages(result.written);
   result.tracked_pages = total_pages(registered_);
-  if (!sampled_) result.armed_pages = result.tracked_pages;
+  result.armed_pages = sampled_ ? total_pages(result.watched) : result.tracked_pages;
   result.sampled = sampled_;
   result.layout_changed = result.layout_changed || result.regions_added != 0 || result.regions_removed != 0;
   if (sampler_) {
@@ -321,10 +318,10 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // After a reading scan, the pages it saw armed are known: a range of the plan within them is
   // armed already (a write since the scan is this interval's, and caught), so it needs no call.
   // Each other range is re-protected whole, in one call.
-  const bool known = armed_known();
-  last_arming_ = {next.size(), to_arm.size(), known};
+  last_arming_ = {next.size(), to_arm.size(), unarmed_known_};
+  std::optional<std::vector<PageRange>> known = known_armed();
   if (known) {
-    std::erase_if(to_arm, [this](const PageRange& r) { return known_armed_.contains(r); });
+    to_arm = ranges_touching(to_arm, subtract_ranges(registered_, *known));
     last_arming_.rearmed = to_arm.size();
   }
   if (auto armed = rearm(to_arm); !armed) return armed;
@@ -332,15 +329,9 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
   // armed, plus the ranges just re-protected; after a re-arming full scan, what it re-armed;
   // else (after create, or layout events) only what was armed here.
   if (known) {
-    // Less what the thread sampler carved since the scan (its begin_interval ran after it).
-    watched_ = std::move(known_armed_);
-    watched_.remove(excluded());
-    watched_.add(to_arm);
+    watched_ = union_ranges(std::move(*known), to_arm);
   } else {
-    watched_ = PageBitmap(registered_);
-    watched_.add(rearmed_);
-    watched_.add(to_arm);
-    watched_.remove(excluded());
+    watched_ = subtract_ranges(intersect_ranges(union_ranges(rearmed_, to_arm), registered_), excluded());
   }
   unarmed_known_ = false;
   armed_ = std::move(next);
@@ -349,10 +340,8 @@ Result<void> Tracker::set_sampled(std::vector<PageRange> ranges) {
 }
 
 std::optional<std::vector<PageRange>> Tracker::known_armed() const {
-  if (!armed_known()) return std::nullopt;
-  PageBitmap known = known_armed_;
-  known.remove(excluded());  // carved since the scan
-  return known.ranges();
+  if (!unarmed_known_) return std::nullopt;
+  return subtract_ranges(subtract_ranges(intersect_ranges(walked_, registered_), unarmed_), excluded());
 }
 
 Result<void> Tracker::set_full() {
@@ -376,7 +365,7 @@ Result<void> Tracker::disarm() {
   rearmed_.clear();
   watched_.clear();
   walked_ = subtract_ranges(registered_, excluded());
-  known_armed_ = PageBitmap(registered_);
+  unarmed_ = walked_;
   unarmed_known_ = true;
   return {};
 }
@@ -399,8 +388,8 @@ void Tracker::apply(const UffdMessage& message) {
       std::vector<PageRange> gone{{message.address, message.end}};
       registered_ = subtract_ranges(registered_, gone);
       armed_ = subtract_ranges(armed_, gone);
+      watched_ = subtract_ranges(watched_, gone);
       rearmed_ = subtract_ranges(rearmed_, gone);
-      reframe();
       break;
     }
     case UffdMessage::Type::kRemap: {
@@ -411,9 +400,8 @@ void Tracker::apply(const UffdMessage& message) {
       rearmed_ = subtract_ranges(rearmed_, from);
       // Moved pages keep their protection, but whether they were written is unknown here:
       // no longer watched this interval (a plan takes them in again).
-      watched_.remove(from);
+      watched_ = subtract_ranges(watched_, from);
       registered_ = union_ranges(subtract_ranges(registered_, from), to);
-      reframe();
       ever_registered_ = union_ranges(ever_registered_, to);
       if (sampled_) {
         armed_ = subtract_ranges(armed_, from);
@@ -488,9 +476,7 @@ Result<void> Tracker::detach() {
   }
   registered_.clear();
   armed_.clear();
-  watched_ = PageBitmap();
-  known_armed_ = PageBitmap();
-  unarmed_known_ = false;
+  watched_.clear();
   ever_registered_.clear();
   // Closing our reference releases the context once the target's own copy is gone too
   // (the attach layer closes that one), which also drops any registration we missed.

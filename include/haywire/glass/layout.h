@@ -101,10 +101,6 @@ class AddressLayout {
     std::uint64_t count = 0;
   };
   [[nodiscard]] std::vector<SlotRun> slot_runs_of(std::span<const VirtRange> ranges) const;
-  // Adds 1 per page of `ranges` that has a slot to the count of its cell in `per_cell`, indexed
-  // by position on the curve (d = slot / pages_per_cell, 4^order entries; what a sampling
-  // Observation counts). Sorted ranges take one pass along the windows; any order works.
-  void add_pages_by_curve(std::span<const VirtRange> ranges, std::span<std::uint32_t> per_cell) const;
 
   // The currently tracked address ranges behind slots [first, first + count), in slot order
   // (what a sampling plan on the line arms). Reserved slots of unmapped memory yield nothing.

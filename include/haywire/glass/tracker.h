@@ -25,7 +25,6 @@
 #include "haywire/base/error.h"
 #include "haywire/base/types.h"
 #include "haywire/glass/maps.h"
-#include "haywire/glass/page_bitmap.h"
 #include "haywire/glass/pagemap_scan.h"
 #include "haywire/glass/thread_sampler.h"
 #include "haywire/glass/uffd.h"
@@ -72,9 +71,6 @@ struct ScanResult {
   // Sampled mode: the pages watched this interval (armed when it began), sorted, coalesced;
   // `written` lies within them. Empty in full mode (every tracked page was watched).
   std::vector<PageRange> watched;
-  // Sampled mode: the pages of `written` within `watched` (the rest came from the thread
-  // sampler's carved pages or from memory this scan registered).
-  std::vector<PageRange> watched_written;
   bool sampled = false;
   unsigned regions_added = 0;        // by this scan's layout refresh
   unsigned regions_removed = 0;
@@ -177,10 +173,6 @@ class Tracker {
   // Re-protects the written pages of `ranges` (PAGEMAP_SCAN, no output).
   Result<void> rearm(const std::vector<PageRange>& ranges);
   std::vector<PageRange> excluded() const;  // carved out for the thread sampler
-  // Moves watched_ onto the registered ranges after they changed (pages no longer registered
-  // drop out; new ones start unwatched).
-  void reframe();
-  [[nodiscard]] bool armed_known() const { return unarmed_known_ && known_armed_.frame() == registered_; }
   void apply(const UffdMessage& message);
 
   Pid pid_;
@@ -193,18 +185,15 @@ class Tracker {
   std::vector<PageRange> ever_registered_;  // normalized; what detach undoes
   std::vector<PageRange> armed_;            // sampled mode only: the plan
   // Sampled mode: what is known to be armed at the interval's start (the plan, and pages no
-  // scan has seen written since they were armed), minus carved pages. Its frame follows
-  // registered_ (reframe()).
-  PageBitmap watched_;
+  // scan has seen written since they were armed), minus carved pages.
+  std::vector<PageRange> watched_;
   std::vector<PageRange> rearmed_;          // armed by the last scan (or create): the interval's start
   // What the last reading scan walked (sampled: the watched ranges bridged across short gaps;
-  // full: every tracked page), and the pages of it that were armed then, pages carved then left
-  // out (pages carved later are taken out where it is used);
-  // valid while unarmed_known_ (until the next set_sampled / set_full or layout event).
+  // full: every tracked page), and which of those pages were not armed then (written since
+  // last armed, or never armed); valid until the next set_sampled / set_full or layout event.
   std::vector<PageRange> walked_;
-  PageBitmap known_armed_;
+  std::vector<PageRange> unarmed_;
   bool unarmed_known_ = false;
-  std::vector<PageRange> scan_output_;      // the kernel's answer (reused: tens of thousands of runs)
   Arming last_arming_;
   bool sampled_ = false;
   bool detached_ = false;
